@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vshm/conn.h - framed messages over a non-blocking AF_UNIX stream socket.
+ *
+ * Every protocol vshm speaks (vhost-user, QEMU's vhost-user-gpu display
+ * protocol and vshm's own extensions) frames messages as a fixed-size header
+ * that contains a u32 payload size, followed by the payload; file
+ * descriptors ride as SCM_RIGHTS on the header's first byte. A vshm_conn
+ * does that framing with hard bounds: payload size, fds per message and
+ * bytes queued for sending are all limited by the config, and every fd that
+ * arrives on a message that is rejected is closed.
+ *
+ * The conn does not watch its fd itself; the owner calls vshm_conn_recv()
+ * when the fd is readable and vshm_conn_flush() when it is writable (see
+ * vshm_conn_wants_write()).
+ */
+#ifndef VSHM_CONN_H
+#define VSHM_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Upper bound for max_fds in any config; SCM_RIGHTS space is sized for it. */
+#define VSHM_CONN_MAX_FDS 16
+
+struct vshm_conn_config {
+	uint32_t header_size;  /* fixed header bytes, 4..64 */
+	uint32_t size_offset;  /* offset of the native-endian u32 payload size in the header */
+	uint32_t max_payload;  /* a larger declared size is a framing error (-EMSGSIZE) */
+	uint32_t max_fds;      /* more fds on one message: error, all of them closed */
+	size_t max_queued;     /* bound on bytes held for sending; beyond it send fails -ENOBUFS */
+};
+
+struct vshm_conn;
+
+/*
+ * A received message. hdr/payload point into the conn's buffer and stay
+ * valid until the next vshm_conn_recv() or vshm_conn_destroy().
+ * fds: OWNED BY THE CALLER after a successful recv; close or keep each one
+ * (vshm_conn_msg_close_fds() closes those still >= 0; set an entry to -1
+ * after taking it).
+ */
+struct vshm_conn_msg {
+	const uint8_t *hdr;
+	const uint8_t *payload;
+	uint32_t payload_size;
+	int fds[VSHM_CONN_MAX_FDS];
+	unsigned nfds;
+};
+
+/*
+ * Wrap the connected stream socket @fd (made non-blocking and close-on-exec).
+ * Ownership of @fd passes to the conn on success AND on failure.
+ * Returns 0 or -errno (-EINVAL for a bad config).
+ */
+int vshm_conn_new(int fd, const struct vshm_conn_config *cfg, struct vshm_conn **out);
+
+/* Closes the socket, queued fds and any partially received fds. NULL ok. */
+void vshm_conn_destroy(struct vshm_conn *c);
+
+/* The socket fd (still owned by the conn), for the owner's event loop. */
+int vshm_conn_get_fd(const struct vshm_conn *c);
+
+/*
+ * Read as much as is available and return one complete message.
+ *  0        a message is in *msg (see ownership above)
+ *  -EAGAIN  no complete message yet (partial data is kept)
+ *  -EPIPE   peer closed the connection cleanly at a message boundary
+ *  -ECONNRESET, -EIO  peer closed mid-message or the socket failed
+ *  -EMSGSIZE  declared payload over max_payload (connection is unusable)
+ *  -EPROTO  too many fds / truncated control data (connection is unusable)
+ * After any error other than -EAGAIN the conn only accepts destroy.
+ * Messages already buffered are returned before EOF is reported.
+ */
+int vshm_conn_recv(struct vshm_conn *c, struct vshm_conn_msg *msg);
+
+/* Close every fd in @msg that is still >= 0 and set it to -1. */
+void vshm_conn_msg_close_fds(struct vshm_conn_msg *msg);
+
+/*
+ * Queue one message made of @iov (header first; the caller writes the size
+ * field) with @nfds fds attached to its first byte, and write as much as the
+ * socket takes now. The fds are BORROWED: the conn dup()s them if it has to
+ * keep them past this call; the caller still owns and closes its copies.
+ * Bytes the socket did not take are copied into the out-queue and counted
+ * in vshm_conn_stats.bytes_copied.
+ *  0          queued or sent
+ *  -ENOBUFS   would exceed max_queued; nothing was queued
+ *  -EPIPE / -ECONNRESET  the peer is gone
+ */
+int vshm_conn_send(struct vshm_conn *c, const struct iovec *iov, int iovcnt, const int *fds,
+		   unsigned nfds);
+
+/*
+ * Like vshm_conn_send(), but the payload at @iov[1..] is REFERENCED, not
+ * copied, when the socket cannot take it at once: the caller guarantees the
+ * memory stays mapped until @release(@release_data) is called (from flush,
+ * destroy, or before this returns when everything was written). iov[0]
+ * (the header, <= 64 bytes) is always copied. Used for large pixel payloads.
+ */
+typedef void (*vshm_conn_release_fn)(void *data);
+int vshm_conn_send_ref(struct vshm_conn *c, const struct iovec *iov, int iovcnt, const int *fds,
+		       unsigned nfds, vshm_conn_release_fn release, void *release_data);
+
+/*
+ * Write queued bytes. 0 when the queue is empty, -EAGAIN when bytes remain
+ * (wait for writability), or a fatal -errno.
+ */
+int vshm_conn_flush(struct vshm_conn *c);
+
+/* True when bytes are queued: the owner should watch for VSHM_EV_OUT. */
+bool vshm_conn_wants_write(const struct vshm_conn *c);
+
+/* Bytes currently queued for sending (copied + referenced). */
+size_t vshm_conn_queued_bytes(const struct vshm_conn *c);
+
+struct vshm_conn_stats {
+	uint64_t msgs_in, msgs_out;
+	uint64_t bytes_in, bytes_out;
+	uint64_t bytes_copied;   /* payload bytes copied into the out-queue */
+	uint64_t fds_in, fds_out;
+	uint64_t fds_closed;     /* received fds closed because a message was rejected */
+};
+void vshm_conn_get_stats(const struct vshm_conn *c, struct vshm_conn_stats *out);
+
+/*
+ * Blocking helpers for simple request/reply peers (tests, backend channel):
+ * wait up to @timeout_ms for a message / for the queue to drain.
+ * Return as recv/flush, or -ETIMEDOUT.
+ */
+int vshm_conn_recv_timeout(struct vshm_conn *c, struct vshm_conn_msg *msg, int timeout_ms);
+int vshm_conn_flush_timeout(struct vshm_conn *c, int timeout_ms);
+
+/*
+ * AF_UNIX stream socket helpers (close-on-exec). Each returns 0 and the new
+ * fd, owned by the caller, in *out_fd, or -errno.
+ * vshm_unix_listen() unlinks a stale socket file at @path first.
+ */
+int vshm_unix_listen(const char *path, int backlog, int *out_fd);
+int vshm_unix_accept(int listen_fd, int *out_fd);
+int vshm_unix_connect(const char *path, int *out_fd);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* conn.c - placeholder, being implemented. */

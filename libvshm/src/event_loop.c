@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* event_loop.c - placeholder, being implemented. */

@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* iov.c - placeholder, being implemented. */

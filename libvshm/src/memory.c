@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* memory.c - placeholder, being implemented. */

@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* unix_socket.c - placeholder, being implemented. */

@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* util.c - placeholder, being implemented. */

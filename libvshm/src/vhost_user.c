@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* vhost_user.c - placeholder, being implemented. */

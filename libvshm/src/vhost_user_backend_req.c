@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* vhost_user_backend_req.c - placeholder, being implemented. */

@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* vhost_user_msg.c - placeholder, being implemented. */

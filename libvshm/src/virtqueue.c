@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* virtqueue.c - placeholder, being implemented. */
