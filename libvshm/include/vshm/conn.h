@@ -91,6 +91,8 @@ void vshm_conn_msg_close_fds(struct vshm_conn_msg *msg);
  * Bytes the socket did not take are copied into the out-queue and counted
  * in vshm_conn_stats.bytes_copied.
  *  0          queued or sent
+ *  -EINVAL    iov[0] is not exactly header_size bytes, or its size field
+ *             differs from the payload length (nothing was sent)
  *  -ENOBUFS   would exceed max_queued; nothing was queued
  *  -EPIPE / -ECONNRESET  the peer is gone
  */
@@ -103,6 +105,8 @@ int vshm_conn_send(struct vshm_conn *c, const struct iovec *iov, int iovcnt, con
  * memory stays mapped until @release(@release_data) is called (from flush,
  * destroy, or before this returns when everything was written). iov[0]
  * (the header, <= 64 bytes) is always copied. Used for large pixel payloads.
+ * @release runs exactly once on every path, including an error return
+ * (then before this returns), so the caller never frees on error itself.
  */
 typedef void (*vshm_conn_release_fn)(void *data);
 int vshm_conn_send_ref(struct vshm_conn *c, const struct iovec *iov, int iovcnt, const int *fds,
