@@ -1,0 +1,312 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * options.c - vshm-gpu command line parsing (getopt_long).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "options.h"
+
+enum {
+	OPT_SCANOUTS = 0x100,
+	OPT_MODE,
+	OPT_LOG_LEVEL,
+	OPT_MAX_RESOURCES,
+	OPT_MAX_HOST_MEMORY,
+};
+
+/* Short letters follow QEMU's contrib back-end, so existing scripts keep working. */
+static const char short_opts[] = ":s:f:cr:vhV";
+
+static const struct option long_opts[] = {
+	{ "socket-path", required_argument, NULL, 's' },
+	{ "fd", required_argument, NULL, 'f' },
+	{ "print-capabilities", no_argument, NULL, 'c' },
+	{ "render-node", required_argument, NULL, 'r' },
+	{ "virgl", no_argument, NULL, 'v' },
+	{ "scanouts", required_argument, NULL, OPT_SCANOUTS },
+	{ "mode", required_argument, NULL, OPT_MODE },
+	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "max-resources", required_argument, NULL, OPT_MAX_RESOURCES },
+	{ "max-host-memory", required_argument, NULL, OPT_MAX_HOST_MEMORY },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const char usage_text[] =
+        "Usage: vshm-gpu [OPTION]...\n"
+        "vhost-user virtio-gpu back-end (drop-in for QEMU's vhost-user-gpu).\n"
+        "\n"
+        "Connection (exactly one):\n"
+        "  -s, --socket-path=PATH     listen on the UNIX socket PATH (a stale file is removed)\n"
+        "  -f, --fd=FDNUM             serve the already-connected socket FDNUM\n"
+        "\n"
+        "Device:\n"
+        "      --scanouts=N           number of scanouts, 1..16 (default 1); should match\n"
+        "                             QEMU's max_outputs\n"
+        "      --mode=WxH[@N]         preferred mode of scanout N (default: the next scanout\n"
+        "                             without a mode); repeatable\n"
+        "      --max-resources=N      live resources per guest\n"
+        "      --max-host-memory=SIZE host memory for resource copies, SIZE[K|M|G]\n"
+        "  -r, --render-node=PATH     DRM render node (checked; unused until 3D lands)\n"
+        "  -v, --virgl                3D via virglrenderer (not supported yet: fails)\n"
+        "\n"
+        "Other:\n"
+        "  -c, --print-capabilities   print the back-end capabilities as JSON and exit\n"
+        "      --log-level=LEVEL      error, warn, info (default) or debug\n"
+        "  -h, --help                 show this help and exit\n"
+        "  -V, --version              show the version and exit\n";
+
+const char *vgs_options_usage(void)
+{
+	return usage_text;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+/* Strict unsigned decimal: digits only, no sign, no overflow. */
+static bool parse_u64(const char *s, const char **end, uint64_t *out)
+{
+	uint64_t v = 0;
+	const char *p = s;
+
+	if (*p < '0' || *p > '9')
+		return false;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	*end = p;
+	*out = v;
+	return true;
+}
+
+static bool parse_u32_full(const char *s, uint32_t max, uint32_t *out)
+{
+	const char *end;
+	uint64_t v;
+
+	if (!parse_u64(s, &end, &v) || *end || v > max)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+static bool parse_size(const char *s, uint64_t *out)
+{
+	const char *end;
+	uint64_t v, mul = 1;
+
+	if (!parse_u64(s, &end, &v))
+		return false;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k':
+	case 'K':
+		mul = 1ull << 10;
+		break;
+	case 'm':
+	case 'M':
+		mul = 1ull << 20;
+		break;
+	case 'g':
+	case 'G':
+		mul = 1ull << 30;
+		break;
+	default:
+		return false;
+	}
+	if (*end && end[1])
+		return false;
+	if (v > UINT64_MAX / mul)
+		return false;
+	*out = v * mul;
+	return true;
+}
+
+static int parse_log_level(const char *s)
+{
+	static const char *const names[] = { "error", "warn", "info", "debug" };
+
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(s, names[i]))
+			return i;
+	if (s[0] >= '0' && s[0] <= '3' && !s[1])
+		return s[0] - '0';
+	if (!strcmp(s, "warning"))
+		return 1;
+	return -1;
+}
+
+/* "WxH" or "WxH@N"; *scanout = -1 when no "@N". */
+static bool parse_mode(const char *s, uint32_t *w, uint32_t *h, int *scanout)
+{
+	const char *end;
+	uint64_t v;
+
+	if (!parse_u64(s, &end, &v) || (*end != 'x' && *end != 'X') || v < 1 || v > VGS_OPT_MAX_DIM)
+		return false;
+	*w = (uint32_t)v;
+	if (!parse_u64(end + 1, &end, &v) || v < 1 || v > VGS_OPT_MAX_DIM)
+		return false;
+	*h = (uint32_t)v;
+	*scanout = -1;
+	if (*end == '@') {
+		if (!parse_u64(end + 1, &end, &v) || v >= VGS_MAX_SCANOUTS)
+			return false;
+		*scanout = (int)v;
+	}
+	return *end == '\0';
+}
+
+static void defaults(struct vgs_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->action = VGS_ACTION_RUN;
+	o->fd = -1;
+	o->num_scanouts = 1;
+	o->log_level = 2;
+}
+
+int vgs_options_parse(int argc, char *const argv[], struct vgs_options *o, char *err, size_t errlen)
+{
+	uint32_t next_mode = 0;
+	bool have_fd = false;
+	int c;
+
+	defaults(o);
+	if (err && errlen)
+		err[0] = '\0';
+
+	/* --print-capabilities must work whatever else is on the line. */
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "--print-capabilities") || !strcmp(argv[i], "-c")) {
+			o->action = VGS_ACTION_PRINT_CAPABILITIES;
+			return 0;
+		}
+	}
+
+	optind = 0; /* glibc: full re-initialisation, so parsing can be repeated */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, short_opts, long_opts, NULL)) != -1) {
+		uint32_t w, h, u;
+		uint64_t size;
+		int idx;
+
+		switch (c) {
+		case 's':
+			if (!optarg[0])
+				return fail(err, errlen, "--socket-path: empty path");
+			o->socket_path = optarg;
+			break;
+		case 'f':
+			if (!parse_u32_full(optarg, INT32_MAX, &u))
+				return fail(err, errlen,
+				            "--fd: '%s' is not a file descriptor number", optarg);
+			o->fd = (int)u;
+			have_fd = true;
+			break;
+		case 'c':
+			o->action = VGS_ACTION_PRINT_CAPABILITIES;
+			return 0;
+		case 'r':
+			if (!optarg[0])
+				return fail(err, errlen, "--render-node: empty path");
+			o->render_node = optarg;
+			break;
+		case 'v':
+			o->virgl = true;
+			break;
+		case OPT_SCANOUTS:
+			if (!parse_u32_full(optarg, VGS_MAX_SCANOUTS, &u) || u < 1)
+				return fail(err, errlen, "--scanouts: '%s' is not in 1..%d", optarg,
+				            VGS_MAX_SCANOUTS);
+			o->num_scanouts = u;
+			break;
+		case OPT_MODE:
+			if (!parse_mode(optarg, &w, &h, &idx))
+				return fail(err, errlen,
+				            "--mode: '%s' is not WxH[@N] (1..%u pixels, N < %d)",
+				            optarg, VGS_OPT_MAX_DIM, VGS_MAX_SCANOUTS);
+			if (idx < 0) {
+				if (next_mode >= VGS_MAX_SCANOUTS)
+					return fail(err, errlen, "--mode: more than %d modes",
+					            VGS_MAX_SCANOUTS);
+				idx = (int)next_mode++;
+			}
+			o->width[idx] = w;
+			o->height[idx] = h;
+			o->mode_mask |= 1u << idx;
+			break;
+		case OPT_LOG_LEVEL:
+			o->log_level = parse_log_level(optarg);
+			if (o->log_level < 0)
+				return fail(err, errlen,
+				            "--log-level: '%s' is not error, warn, info or debug",
+				            optarg);
+			break;
+		case OPT_MAX_RESOURCES:
+			if (!parse_u32_full(optarg, VGS_OPT_MAX_RESOURCES, &u) || u < 1)
+				return fail(err, errlen, "--max-resources: '%s' is not in 1..%u",
+				            optarg, VGS_OPT_MAX_RESOURCES);
+			o->max_resources = u;
+			break;
+		case OPT_MAX_HOST_MEMORY:
+			if (!parse_size(optarg, &size) || size < VGS_OPT_MIN_HOST_MEMORY ||
+			    size > VGS_OPT_MAX_HOST_MEMORY)
+				return fail(err, errlen,
+				            "--max-host-memory: '%s' is not a size in 1M..1024G "
+				            "(SIZE[K|M|G])",
+				            optarg);
+			o->max_host_memory = size;
+			break;
+		case 'h':
+			o->action = VGS_ACTION_HELP;
+			return 0;
+		case 'V':
+			o->action = VGS_ACTION_VERSION;
+			return 0;
+		case ':':
+			return fail(err, errlen, "option '%s' needs an argument", argv[optind - 1]);
+		case '?':
+		default:
+			if (optopt && optopt < 0x100)
+				return fail(err, errlen, "unknown option '-%c'", optopt);
+			return fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+
+	if (o->socket_path && have_fd)
+		return fail(err, errlen, "--socket-path and --fd are mutually exclusive");
+	if (!o->socket_path && !have_fd)
+		return fail(err, errlen, "one of --socket-path or --fd is required");
+	if (o->mode_mask >> o->num_scanouts)
+		return fail(err, errlen, "--mode: a mode is given for a scanout >= --scanouts=%u",
+		            o->num_scanouts);
+	return 0;
+}

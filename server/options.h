@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * options.h - vshm-gpu command line.
+ *
+ * Parsing is kept apart from the daemon so it can be tested on its own: it
+ * depends on nothing but libc and display.h's limits, and it never exits
+ * or prints. Zero in a numeric field means "the device model's default".
+ */
+#ifndef VGS_OPTIONS_H
+#define VGS_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "display.h"
+
+enum vgs_options_action {
+	VGS_ACTION_RUN,
+	VGS_ACTION_HELP,
+	VGS_ACTION_VERSION,
+	VGS_ACTION_PRINT_CAPABILITIES,
+};
+
+struct vgs_options {
+	enum vgs_options_action action;
+	const char *socket_path; /* --socket-path (points into argv) */
+	int fd;                  /* --fd, -1 when absent */
+	const char *render_node; /* --render-node (points into argv), NULL when absent */
+	bool virgl;              /* --virgl */
+	uint32_t num_scanouts;   /* --scanouts, 1..VGS_MAX_SCANOUTS (default 1) */
+	/* --mode per scanout; bit n of mode_mask = scanout n has one. */
+	uint32_t width[VGS_MAX_SCANOUTS], height[VGS_MAX_SCANOUTS];
+	uint32_t mode_mask;
+	int log_level;            /* enum vshm_log_level value; default 2 (info) */
+	uint32_t max_resources;   /* --max-resources, 0 = default */
+	uint64_t max_host_memory; /* --max-host-memory in bytes, 0 = default */
+};
+
+/* Limits enforced by the parser. */
+#define VGS_OPT_MAX_DIM         16384u
+#define VGS_OPT_MAX_RESOURCES   (1u << 20)
+#define VGS_OPT_MIN_HOST_MEMORY (1ull << 20)
+#define VGS_OPT_MAX_HOST_MEMORY (1ull << 40)
+
+/*
+ * Parse @argv into @opts. Returns 0, or -EINVAL with a one-line message in
+ * @err (the caller prints it and exits 2). --print-capabilities anywhere
+ * wins over everything else, including bad options, as QEMU's back-end
+ * conventions require. Resets getopt state, so it may be called repeatedly.
+ */
+int vgs_options_parse(int argc, char *const argv[], struct vgs_options *opts, char *err,
+                      size_t errlen);
+
+/* The --help text. */
+const char *vgs_options_usage(void);
+
+#endif
