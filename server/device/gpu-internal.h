@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gpu-internal.h - state shared by the files of the virtio-gpu device model.
+ *
+ * Not part of the daemon's contract (that is ../gpu.h). Unit tests and
+ * fuzzers include it for the direct entry points at the bottom, which run
+ * commands from flat buffers without virtqueues.
+ */
+#ifndef VGS_GPU_INTERNAL_H
+#define VGS_GPU_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <vshm/log.h>
+#include <vshm/memory.h>
+#include <vshm/virtqueue.h>
+#include <vshm-proto/virtio-gpu.h>
+
+#include "../gpu.h"
+#include "../image.h"
+
+/* Largest width/height of a 2D resource; keeps stride and sizes far from 32-bit overflow. */
+#define VGS_MAX_DIM 16384
+/* Display sinks attached at once (QEMU display + a few vshm consumers). */
+#define VGS_MAX_SINKS 8
+/* Biggest response body the 2D device writes (GET_EDID). */
+#define VGS_MAX_RESP sizeof(struct virtio_gpu_resp_edid)
+
+/* Resource id 0 means "none" everywhere in the protocol. */
+struct vgs_resource {
+	uint32_t id;
+	uint32_t format, width, height;
+	struct vgs_image *image; /* the host copy; one reference held here */
+	uint64_t host_bytes;     /* charged against limits.max_host_bytes */
+
+	/* Guest backing as the driver described it (ATTACH_BACKING). */
+	struct virtio_gpu_mem_entry *entries; /* host-endian copies */
+	uint32_t nr_entries;
+	uint64_t backing_bytes;
+
+	/*
+	 * The backing translated to host pointers, valid only for memory table
+	 * @iov_mem at generation @iov_gen; re-translated on the next transfer
+	 * after any table change so a remap never leaves a stale pointer.
+	 */
+	struct iovec *iov;
+	uint64_t *iov_start; /* byte offset of iov[i] within the backing */
+	unsigned iov_num, iov_cap;
+	const struct vshm_mem *iov_mem;
+	uint64_t iov_gen;
+	bool iov_valid;
+
+	bool has_uuid;
+	uint8_t uuid[16];
+
+	struct vgs_resource *hnext; /* hash chain */
+};
+
+struct vgs_scanout {
+	/* Mode offered to the guest (GET_DISPLAY_INFO / EDID). */
+	bool mode_enabled;
+	uint32_t mode_width, mode_height;
+	/* What the guest shows (SET_SCANOUT). */
+	struct vgs_resource *resource; /* NULL = disabled */
+	struct vgs_rect rect;
+};
+
+struct vgs_ctrl_req;
+typedef void (*vgs_ctrl_done_fn)(void *data, size_t written);
+
+/* One control command from pop (or a direct call) to its response. */
+struct vgs_ctrl_req {
+	struct vshm_vq *vq;         /* NULL for direct requests */
+	struct vshm_vq_elem *elem;  /* owned until pushed */
+	const struct iovec *out_sg; /* request bytes (driver -> device) */
+	const struct iovec *in_sg;  /* response buffer (device -> driver) */
+	unsigned out_num, in_num;
+	size_t out_bytes, in_bytes;
+	struct iovec direct_out, direct_in;
+	vgs_ctrl_done_fn done; /* direct requests completed asynchronously */
+	void *done_data;
+
+	/* Decoded header (host-endian). */
+	uint32_t type, flags, ctx_id;
+	uint64_t fence_id;
+	uint8_t ring_idx;
+
+	struct vgs_query *query; /* outstanding display-sink query, if any */
+
+	/* The request struct (header included), copied out of guest memory. */
+	union {
+		struct virtio_gpu_ctrl_hdr hdr;
+		struct virtio_gpu_resource_create_2d create_2d;
+		struct virtio_gpu_resource_unref unref;
+		struct virtio_gpu_set_scanout set_scanout;
+		struct virtio_gpu_resource_flush flush;
+		struct virtio_gpu_transfer_to_host_2d transfer;
+		struct virtio_gpu_resource_attach_backing attach;
+		struct virtio_gpu_resource_detach_backing detach;
+		struct virtio_gpu_get_capset_info capset_info;
+		struct virtio_gpu_get_capset capset;
+		struct virtio_gpu_cmd_get_edid edid;
+		struct virtio_gpu_resource_assign_uuid uuid;
+	} cmd;
+
+	/* Response body after the header; resp_len includes the header. */
+	size_t resp_len;
+	union {
+		struct virtio_gpu_ctrl_hdr hdr;
+		struct virtio_gpu_resp_display_info display_info;
+		struct virtio_gpu_resp_capset_info capset_info;
+		struct virtio_gpu_resp_edid edid;
+		struct virtio_gpu_resp_resource_uuid uuid;
+		uint8_t raw[VGS_MAX_RESP];
+	} resp;
+};
+
+/* A question to a display sink; outlives its request if that is cancelled. */
+struct vgs_query {
+	struct vgs_gpu *gpu;
+	struct vgs_ctrl_req *req; /* NULL once cancelled: the answer is dropped */
+	uint32_t scanout_id;
+	bool in_call;  /* the sink is still inside get_display_info/get_edid */
+	bool answered; /* the callback ran during the call */
+	uint32_t resp_type;
+};
+
+struct vgs_gpu {
+	struct vgs_gpu_config cfg;
+	struct vshm_vu_dev *dev;
+	struct vshm_mem *test_mem; /* overrides the engine's table in tests */
+	vgs_gpu_request_hook hook;
+	void *hook_data;
+
+	uint64_t features; /* acked */
+	uint32_t events_read;
+
+	/* resource table: chained hash, power-of-two buckets */
+	struct vgs_resource **buckets;
+	uint32_t nbuckets;
+	struct vgs_gpu_stats stats;
+
+	struct vgs_scanout scanouts[VGS_MAX_SCANOUTS];
+
+	struct vgs_display_sink sinks[VGS_MAX_SINKS];
+	unsigned nsinks;
+
+	/* control queue */
+	struct vshm_vq *ctrlq;
+	struct vgs_ctrl_req *inflight; /* waiting for a sink; the queue is paused */
+	bool ctrl_busy, ctrl_again;
+
+	/* cursor: pixels are copied at UPDATE_CURSOR so sinks see a stable shape */
+	bool cursor_visible, cursor_shape; /* shown now / a shape was set */
+	uint32_t cursor_scanout, cursor_x, cursor_y, cursor_hot_x, cursor_hot_y;
+	uint32_t cursor_pixels[VGS_CURSOR_DIM * VGS_CURSOR_DIM];
+
+	uint64_t uuid_key[2]; /* per-device secret so UUIDs are not guessable */
+
+	struct vshm_ratelimit rl;
+};
+
+/* Marker a command handler returns when its response comes later. */
+#define VGS_RESP_PENDING 0u
+
+/* ---- resource.c ---- */
+int vgs_res_table_init(struct vgs_gpu *gpu);
+void vgs_res_table_fini(struct vgs_gpu *gpu);
+struct vgs_resource *vgs_res_lookup(struct vgs_gpu *gpu, uint32_t id);
+/* Returns a VIRTIO_GPU_RESP_* code. */
+uint32_t vgs_res_create(struct vgs_gpu *gpu, uint32_t id, uint32_t format, uint32_t width,
+                        uint32_t height);
+void vgs_res_destroy(struct vgs_gpu *gpu, struct vgs_resource *res);
+void vgs_res_destroy_all(struct vgs_gpu *gpu);
+/* Takes ownership of @entries (malloc'd) on success. */
+uint32_t vgs_res_attach_backing(struct vgs_gpu *gpu, struct vgs_resource *res,
+                                struct virtio_gpu_mem_entry *entries, uint32_t n);
+void vgs_res_detach_backing(struct vgs_resource *res);
+/* Copy @r (resource coordinates) from backing offset @offset into the image. */
+uint32_t vgs_res_transfer(struct vgs_gpu *gpu, struct vgs_resource *res, const struct vgs_rect *r,
+                          uint64_t offset);
+/* True when @r lies inside the resource (overflow-safe). */
+bool vgs_rect_inside(const struct vgs_rect *r, uint32_t width, uint32_t height);
+struct vshm_mem *vgs_gpu_mem(struct vgs_gpu *gpu);
+
+/* ---- cmd_2d.c: handlers return a VIRTIO_GPU_RESP_* or VGS_RESP_PENDING ---- */
+uint32_t vgs_cmd_get_display_info(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_resource_create_2d(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_resource_unref(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_set_scanout(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_resource_flush(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_transfer_to_host_2d(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_attach_backing(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_detach_backing(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_get_capset_info(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_get_capset(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_get_edid(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_assign_uuid(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+/* Detach a query from its request (reset/stop): the late answer is dropped. */
+void vgs_query_cancel(struct vgs_ctrl_req *r);
+
+/* ---- ctrlq.c ---- */
+void vgs_ctrlq_process(struct vgs_gpu *gpu, struct vshm_vq *vq);
+/* Finish an asynchronous request and resume the paused queue. */
+void vgs_ctrl_complete(struct vgs_gpu *gpu, struct vgs_ctrl_req *r, uint32_t resp_type);
+/* Queue stopping / reset: answer or drop the request held for a sink. */
+void vgs_ctrl_abort_inflight(struct vgs_gpu *gpu, bool push);
+
+/* ---- cursor.c ---- */
+void vgs_cursorq_process(struct vgs_gpu *gpu, struct vshm_vq *vq);
+/* One cursor command from @len bytes; false when malformed. */
+bool vgs_cursor_command(struct vgs_gpu *gpu, const void *buf, size_t len);
+
+/* ---- display.c: fan-out to sinks ---- */
+void vgs_display_scanout(struct vgs_gpu *gpu, uint32_t scanout_id);
+void vgs_display_flush(struct vgs_gpu *gpu, uint32_t scanout_id, const struct vgs_rect *damage);
+void vgs_display_cursor_update(struct vgs_gpu *gpu, const uint32_t *pixels);
+void vgs_display_cursor_move(struct vgs_gpu *gpu);
+
+/* ---- edid.c ---- */
+#define VGS_EDID_SIZE 128
+/* A valid EDID 1.4 base block whose preferred timing is @width x @height at 60 Hz. */
+void vgs_edid_generate(uint32_t width, uint32_t height, uint32_t serial,
+                       uint8_t out[VGS_EDID_SIZE]);
+
+/* ---- direct entry points for tests and fuzzers ---- */
+
+/* Use @mem (borrowed) for backing translation instead of the engine's table. */
+void vgs_gpu_set_test_mem(struct vgs_gpu *gpu, struct vshm_mem *mem);
+/*
+ * Run one control command from @req as if popped from the controlq; the
+ * response goes to @resp. Returns the bytes written (0 when @resp_cap is
+ * too small for the response) once the command is done, -EINPROGRESS when
+ * it waits for a display sink (@done is called later with the byte count;
+ * @resp must stay valid until then), -EBUSY while another command waits,
+ * -ENOMEM.
+ */
+ssize_t vgs_gpu_ctrl_direct(struct vgs_gpu *gpu, const void *req, size_t req_len, void *resp,
+                            size_t resp_cap, vgs_ctrl_done_fn done, void *done_data);
+/* One cursorq command; false when it was malformed (still "returned"). */
+bool vgs_gpu_cursor_direct(struct vgs_gpu *gpu, const void *req, size_t req_len);
+
+/* Guest-triggered messages share one limiter per device. */
+#define vgs_warn(gpu, ...) vshm_log_ratelimited(&(gpu)->rl, VSHM_LOG_WARN, __VA_ARGS__)
+
+#endif
