@@ -88,7 +88,7 @@ FUZZ=build-fuzz
 	-Dwayland=disabled -Dvirgl=disabled >/dev/null || exit 1
 if ninja -C $FUZZ; then
 	for f in $FUZZ/tests/fuzz/fuzz-*; do
-		[ -x "$f" ] || continue
+		[ -f "$f" ] && [ -x "$f" ] || continue
 		name=$(basename "$f")
 		corpus=$FUZZ/corpus-$name
 		mkdir -p "$corpus"

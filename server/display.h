@@ -41,7 +41,7 @@ struct vgs_display_info_mode {
 
 /* Async answer for a display query; @ok false = timed out or refused. */
 typedef void (*vgs_display_info_cb)(void *cb_data, bool ok,
-				    const struct vgs_display_info_mode modes[VGS_MAX_SCANOUTS]);
+                                    const struct vgs_display_info_mode modes[VGS_MAX_SCANOUTS]);
 typedef void (*vgs_edid_cb)(void *cb_data, bool ok, const uint8_t *edid, uint32_t size);
 
 struct vgs_display_sink_ops {
@@ -52,10 +52,10 @@ struct vgs_display_sink_ops {
 	 * (RESOURCE_FLUSH). @flush_ns = CLOCK_MONOTONIC time of the flush.
 	 */
 	void (*flush)(void *data, uint32_t scanout_id, const struct vgs_rect *damage,
-		      uint64_t flush_ns);
+	              uint64_t flush_ns);
 	/* New cursor shape (pixels may be NULL = hide) and position. */
 	void (*cursor_update)(void *data, uint32_t scanout_id, uint32_t x, uint32_t y,
-			      uint32_t hot_x, uint32_t hot_y, const uint32_t *pixels);
+	                      uint32_t hot_x, uint32_t hot_y, const uint32_t *pixels);
 	/* Cursor moved (visible) or hidden. */
 	void (*cursor_move)(void *data, uint32_t scanout_id, uint32_t x, uint32_t y, bool visible);
 	/*

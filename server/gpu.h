@@ -21,8 +21,8 @@
 struct vgs_gpu;
 
 struct vgs_gpu_limits {
-	uint32_t max_resources;      /* live resources per guest (default 4096) */
-	uint64_t max_host_bytes;     /* host memory for resource copies (default 512 MiB) */
+	uint32_t max_resources;       /* live resources per guest (default 4096) */
+	uint64_t max_host_bytes;      /* host memory for resource copies (default 512 MiB) */
 	uint32_t max_backing_entries; /* per ATTACH_BACKING (default 16384) */
 };
 
@@ -32,7 +32,7 @@ struct vgs_gpu_config {
 	uint32_t width[VGS_MAX_SCANOUTS], height[VGS_MAX_SCANOUTS];
 	/* Scanouts shown as enabled in GET_DISPLAY_INFO (bit n = scanout n). */
 	uint32_t enabled_mask;
-	bool edid;             /* offer VIRTIO_GPU_F_EDID */
+	bool edid; /* offer VIRTIO_GPU_F_EDID */
 	struct vgs_gpu_limits limits;
 };
 
@@ -41,7 +41,7 @@ void vgs_gpu_config_defaults(struct vgs_gpu_config *cfg);
 /* Hook for vhost-user requests the device model does not handle (e.g. 33).
  * Same contract as vshm_vu_device_ops.device_request (owns @fds). */
 typedef int (*vgs_gpu_request_hook)(void *data, uint32_t request, uint32_t flags,
-				    const void *payload, uint32_t size, int *fds, unsigned nfds);
+                                    const void *payload, uint32_t size, int *fds, unsigned nfds);
 
 int vgs_gpu_new(const struct vgs_gpu_config *cfg, struct vgs_gpu **out);
 void vgs_gpu_destroy(struct vgs_gpu *gpu);
@@ -65,11 +65,11 @@ void vgs_gpu_remove_display(struct vgs_gpu *gpu, const struct vgs_display_sink *
  * message where the front-end supports it). 0 or -errno.
  */
 int vgs_gpu_set_mode(struct vgs_gpu *gpu, uint32_t scanout_id, bool enabled, uint32_t width,
-		     uint32_t height);
+                     uint32_t height);
 
 struct vgs_gpu_stats {
 	uint64_t commands, errors, fences;
-	uint64_t transfer_bytes;   /* bytes copied guest -> host copy */
+	uint64_t transfer_bytes; /* bytes copied guest -> host copy */
 	uint64_t flushes;
 	uint32_t resources;
 	uint64_t host_bytes;

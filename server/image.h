@@ -14,13 +14,13 @@
 
 struct vgs_image {
 	unsigned refcount;
-	int memfd;       /* owned by the image; -1 if anonymous memory was used */
-	uint8_t *data;   /* MAP_SHARED mapping of memfd, @size bytes */
-	uint64_t size;   /* stride * height, rounded up to the page size */
+	int memfd;     /* owned by the image; -1 if anonymous memory was used */
+	uint8_t *data; /* MAP_SHARED mapping of memfd, @size bytes */
+	uint64_t size; /* stride * height, rounded up to the page size */
 	uint32_t width, height, stride;
 	uint32_t format; /* VIRTIO_GPU_FORMAT_* */
 	uint32_t drm_fourcc;
-	uint32_t bpp;    /* bytes per pixel (4 for every virtio-gpu 2D format) */
+	uint32_t bpp; /* bytes per pixel (4 for every virtio-gpu 2D format) */
 };
 
 /* Allocate a zeroed image. 0 or -errno (-ENOMEM, -EINVAL for bad sizes). */

@@ -113,7 +113,8 @@ static void emit(enum vshm_log_level level, const char *msg)
 	fn(level, msg, data);
 }
 
-static void format_and_emit(enum vshm_log_level level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void format_and_emit(enum vshm_log_level level,
+                                                                  const char *fmt, va_list ap)
 {
 	char line[LOG_LINE_MAX];
 	int n;

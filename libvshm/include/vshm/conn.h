@@ -30,11 +30,11 @@ extern "C" {
 #define VSHM_CONN_MAX_FDS 16
 
 struct vshm_conn_config {
-	uint32_t header_size;  /* fixed header bytes, 4..64 */
-	uint32_t size_offset;  /* offset of the native-endian u32 payload size in the header */
-	uint32_t max_payload;  /* a larger declared size is a framing error (-EMSGSIZE) */
-	uint32_t max_fds;      /* more fds on one message: error, all of them closed */
-	size_t max_queued;     /* bound on bytes held for sending; beyond it send fails -ENOBUFS */
+	uint32_t header_size; /* fixed header bytes, 4..64 */
+	uint32_t size_offset; /* offset of the native-endian u32 payload size in the header */
+	uint32_t max_payload; /* a larger declared size is a framing error (-EMSGSIZE) */
+	uint32_t max_fds;     /* more fds on one message: error, all of them closed */
+	size_t max_queued;    /* bound on bytes held for sending; beyond it send fails -ENOBUFS */
 };
 
 struct vshm_conn;
@@ -97,7 +97,7 @@ void vshm_conn_msg_close_fds(struct vshm_conn_msg *msg);
  *  -EPIPE / -ECONNRESET  the peer is gone
  */
 int vshm_conn_send(struct vshm_conn *c, const struct iovec *iov, int iovcnt, const int *fds,
-		   unsigned nfds);
+                   unsigned nfds);
 
 /*
  * Like vshm_conn_send(), but the payload at @iov[1..] is REFERENCED, not
@@ -110,7 +110,7 @@ int vshm_conn_send(struct vshm_conn *c, const struct iovec *iov, int iovcnt, con
  */
 typedef void (*vshm_conn_release_fn)(void *data);
 int vshm_conn_send_ref(struct vshm_conn *c, const struct iovec *iov, int iovcnt, const int *fds,
-		       unsigned nfds, vshm_conn_release_fn release, void *release_data);
+                       unsigned nfds, vshm_conn_release_fn release, void *release_data);
 
 /*
  * Write queued bytes. 0 when the queue is empty, -EAGAIN when bytes remain
@@ -127,9 +127,9 @@ size_t vshm_conn_queued_bytes(const struct vshm_conn *c);
 struct vshm_conn_stats {
 	uint64_t msgs_in, msgs_out;
 	uint64_t bytes_in, bytes_out;
-	uint64_t bytes_copied;   /* payload bytes copied into the out-queue */
+	uint64_t bytes_copied; /* payload bytes copied into the out-queue */
 	uint64_t fds_in, fds_out;
-	uint64_t fds_closed;     /* received fds closed because a message was rejected */
+	uint64_t fds_closed; /* received fds closed because a message was rejected */
 };
 void vshm_conn_get_stats(const struct vshm_conn *c, struct vshm_conn_stats *out);
 

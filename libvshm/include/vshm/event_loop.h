@@ -33,14 +33,14 @@ struct vshm_loop vshm_event_loop_iface(struct vshm_event_loop *l);
 
 /* fd watches, the same contract as struct vshm_loop_ops. */
 int vshm_event_loop_add_fd(struct vshm_event_loop *l, int fd, uint32_t events, vshm_watch_cb cb,
-			   void *data, struct vshm_watch **out);
+                           void *data, struct vshm_watch **out);
 int vshm_event_loop_update_fd(struct vshm_event_loop *l, struct vshm_watch *w, uint32_t events);
 void vshm_event_loop_remove_fd(struct vshm_event_loop *l, struct vshm_watch *w);
 
 typedef void (*vshm_timer_cb)(struct vshm_timer *t, void *data);
 /* A disarmed timer; the loop owns its timerfd. Returns 0 or -errno. */
 int vshm_event_loop_add_timer(struct vshm_event_loop *l, vshm_timer_cb cb, void *data,
-			      struct vshm_timer **out);
+                              struct vshm_timer **out);
 /* Fire once after @delay_ns (0 disarms), then every @period_ns if non-zero. */
 int vshm_timer_arm(struct vshm_timer *t, uint64_t delay_ns, uint64_t period_ns);
 void vshm_event_loop_remove_timer(struct vshm_event_loop *l, struct vshm_timer *t);
@@ -48,7 +48,7 @@ void vshm_event_loop_remove_timer(struct vshm_event_loop *l, struct vshm_timer *
 typedef void (*vshm_idle_cb)(void *data);
 /* Run @cb once at the end of the current (or next) dispatch. */
 int vshm_event_loop_add_idle(struct vshm_event_loop *l, vshm_idle_cb cb, void *data,
-			     struct vshm_idle **out);
+                             struct vshm_idle **out);
 void vshm_event_loop_remove_idle(struct vshm_event_loop *l, struct vshm_idle *i);
 
 typedef void (*vshm_signal_cb)(int signo, void *data);

@@ -39,9 +39,9 @@ enum vshm_log_level vshm_log_get_level(void);
 int vshm_log_level_parse(const char *name, enum vshm_log_level *out);
 
 void vshm_log(enum vshm_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+        __attribute__((format(printf, 2, 3)));
 void vshm_logv(enum vshm_log_level level, const char *fmt, va_list ap)
-	__attribute__((format(printf, 2, 0)));
+        __attribute__((format(printf, 2, 0)));
 
 /*
  * A token-bucket-like limiter: at most @burst messages per @interval_ms.
@@ -57,10 +57,10 @@ struct vshm_ratelimit {
 	uint64_t suppressed;
 };
 
-#define VSHM_RATELIMIT_INIT(interval_ms, burst_)                                                \
-	{                                                                                       \
-		.interval_ns = (uint64_t)(interval_ms)*1000000ull, .burst = (burst_), .printed = 0, \
-		.window_start_ns = 0, .suppressed = 0                                           \
+#define VSHM_RATELIMIT_INIT(interval_ms, burst_)                                                   \
+	{                                                                                          \
+		.interval_ns = (uint64_t)(interval_ms)*1000000ull, .burst = (burst_),              \
+		.printed = 0, .window_start_ns = 0, .suppressed = 0                                \
 	}
 
 /* True when a message may be emitted now (and counts it); false = suppressed. */
@@ -68,7 +68,7 @@ bool vshm_ratelimit_allow(struct vshm_ratelimit *rl);
 
 /* Log through @rl: dropped (and counted) when the limit is exceeded. */
 void vshm_log_ratelimited(struct vshm_ratelimit *rl, enum vshm_log_level level, const char *fmt,
-			  ...) __attribute__((format(printf, 3, 4)));
+                          ...) __attribute__((format(printf, 3, 4)));
 
 /* Total messages suppressed by rate limits in this process (for stats/tests). */
 uint64_t vshm_log_suppressed_total(void);

@@ -35,7 +35,7 @@ struct vshm_loop_ops {
 	 * handle in *out, or -errno.
 	 */
 	int (*watch_add)(void *loop, int fd, uint32_t events, vshm_watch_cb cb, void *data,
-			 struct vshm_watch **out);
+	                 struct vshm_watch **out);
 	/* Change the event mask. Returns 0 or -errno. */
 	int (*watch_update)(void *loop, struct vshm_watch *w, uint32_t events);
 	/*

@@ -51,7 +51,7 @@ uint64_t vshm_mem_generation(const struct vshm_mem *m);
  * mmap_offset + size (a region smaller than declared is refused here).
  */
 int vshm_mem_set_table(struct vshm_mem *m, const struct vshm_mem_region_desc *regions,
-		       const int *fds, unsigned n);
+                       const int *fds, unsigned n);
 
 /* Add one region (ADD_MEM_REG). @fd is ALWAYS consumed. -ENOSPC when full. */
 int vshm_mem_add_region(struct vshm_mem *m, const struct vshm_mem_region_desc *r, int fd);
@@ -78,7 +78,7 @@ int vshm_mem_uva_to_gpa(const struct vshm_mem *m, uint64_t uva, uint64_t *gpa);
  * -EINVAL for len 0.
  */
 int vshm_mem_gpa_to_iov(const struct vshm_mem *m, uint64_t gpa, uint64_t len, struct iovec *iov,
-			unsigned max);
+                        unsigned max);
 
 /*
  * Where [gpa, gpa+len) lives in its backing file, for zero-copy sharing
@@ -88,7 +88,7 @@ int vshm_mem_gpa_to_iov(const struct vshm_mem *m, uint64_t gpa, uint64_t len, st
  * Returns 0 or -EFAULT.
  */
 int vshm_mem_gpa_to_fd(const struct vshm_mem *m, uint64_t gpa, uint64_t len, int *fd,
-		       uint64_t *fd_offset);
+                       uint64_t *fd_offset);
 
 #ifdef __cplusplus
 }

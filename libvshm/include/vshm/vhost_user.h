@@ -42,9 +42,9 @@ extern "C" {
 #define VSHM_VU_PF_CROSVM_SHMEM_REGIONS (1ull << 31)
 
 /* The engine implements exactly these; others are never offered. */
-#define VSHM_VU_PF_SUPPORTED                                                                    \
-	(VSHM_VU_PF_MQ | VSHM_VU_PF_REPLY_ACK | VSHM_VU_PF_BACKEND_REQ | VSHM_VU_PF_CONFIG |    \
-	 VSHM_VU_PF_BACKEND_SEND_FD | VSHM_VU_PF_RESET_DEVICE | VSHM_VU_PF_CONFIGURE_MEM_SLOTS | \
+#define VSHM_VU_PF_SUPPORTED                                                                       \
+	(VSHM_VU_PF_MQ | VSHM_VU_PF_REPLY_ACK | VSHM_VU_PF_BACKEND_REQ | VSHM_VU_PF_CONFIG |       \
+	 VSHM_VU_PF_BACKEND_SEND_FD | VSHM_VU_PF_RESET_DEVICE | VSHM_VU_PF_CONFIGURE_MEM_SLOTS |   \
 	 VSHM_VU_PF_STATUS)
 
 /* virtio transport feature bits the engine itself implements and offers. */
@@ -70,7 +70,7 @@ struct vshm_vu_device_ops {
 	int (*get_config)(void *data, uint32_t offset, void *buf, uint32_t size);
 	/* Front-end wrote config space (@flags as received). 0 or -errno. */
 	int (*set_config)(void *data, uint32_t offset, const void *buf, uint32_t size,
-			  uint32_t flags);
+	                  uint32_t flags);
 	/* Required. @vq has new available buffers (kick, or just started). */
 	void (*queue_kick)(void *data, struct vshm_vq *vq);
 	/*
@@ -87,7 +87,7 @@ struct vshm_vu_device_ops {
 	 * another -errno (reported as failure when a reply was asked for).
 	 */
 	int (*device_request)(void *data, uint32_t request, uint32_t flags, const void *payload,
-			      uint32_t size, int *fds, unsigned nfds);
+	                      uint32_t size, int *fds, unsigned nfds);
 	/* Drop all device state (RESET_DEVICE, RESET_OWNER, disconnect). */
 	void (*reset)(void *data);
 	/* SET_STATUS value (virtio status byte). */
@@ -102,11 +102,12 @@ struct vshm_vu_device_ops {
 };
 
 struct vshm_vu_config {
-	unsigned num_queues;         /* 1..64 */
-	uint16_t max_queue_size;     /* largest SET_VRING_NUM accepted, power of two */
-	uint64_t protocol_features;  /* offered; masked with VSHM_VU_PF_SUPPORTED (+SHMEM if the device has regions) */
-	unsigned max_mem_slots;      /* advertised by GET_MAX_MEM_SLOTS, <= VSHM_MEM_MAX_SLOTS */
-	uint32_t config_size;        /* bytes of device config space */
+	unsigned num_queues;          /* 1..64 */
+	uint16_t max_queue_size;      /* largest SET_VRING_NUM accepted, power of two */
+	uint64_t protocol_features;   /* offered; masked with VSHM_VU_PF_SUPPORTED (+SHMEM if the
+	                                 device has regions) */
+	unsigned max_mem_slots;       /* advertised by GET_MAX_MEM_SLOTS, <= VSHM_MEM_MAX_SLOTS */
+	uint32_t config_size;         /* bytes of device config space */
 	int backend_reply_timeout_ms; /* bound on waits for back-end channel replies */
 };
 
@@ -119,7 +120,7 @@ void vshm_vu_config_defaults(struct vshm_vu_config *cfg);
  * Returns 0 or -errno.
  */
 int vshm_vu_dev_new(const struct vshm_vu_config *cfg, const struct vshm_vu_device_ops *ops,
-		    void *data, const struct vshm_loop *loop, struct vshm_vu_dev **out);
+                    void *data, const struct vshm_loop *loop, struct vshm_vu_dev **out);
 /* Closes the connection and all fds. NULL ok. */
 void vshm_vu_dev_destroy(struct vshm_vu_dev *dev);
 
@@ -150,8 +151,8 @@ uint64_t vshm_vu_dev_protocol_features(const struct vshm_vu_dev *dev);
  * negotiated, or a malformed reply), -ETIMEDOUT, or -errno.
  */
 int vshm_vu_dev_backend_request(struct vshm_vu_dev *dev, uint32_t request, const void *payload,
-				uint32_t size, const int *fds, unsigned nfds, bool need_reply,
-				uint64_t *reply);
+                                uint32_t size, const int *fds, unsigned nfds, bool need_reply,
+                                uint64_t *reply);
 
 /* Tell the front-end the config space changed (BACKEND_CONFIG_CHANGE_MSG). */
 int vshm_vu_dev_config_changed(struct vshm_vu_dev *dev);

@@ -93,7 +93,7 @@ void vshm_vq_get_stats(const struct vshm_vq *vq, struct vshm_vq_stats *out);
 size_t vshm_iov_to_buf(const struct iovec *iov, unsigned n, size_t offset, void *buf, size_t len);
 /* Copy @len bytes from @buf into @iov at @offset; returns bytes copied. */
 size_t vshm_iov_from_buf(const struct iovec *iov, unsigned n, size_t offset, const void *buf,
-			 size_t len);
+                         size_t len);
 /* Total bytes in @iov (saturating at SIZE_MAX). */
 size_t vshm_iov_size(const struct iovec *iov, unsigned n);
 
