@@ -382,7 +382,8 @@ static int setup(struct daemon *d)
 		goto fail;
 
 	vgs_qemu_display_config_defaults(&qc);
-	qc.num_scanouts = o->num_scanouts;
+	/* QEMU decides how many heads exist (max_outputs); the guest only addresses those. */
+	qc.num_scanouts = VGS_MAX_SCANOUTS;
 	r = vgs_qemu_display_new(d->loop, &qc, &d->qd);
 	if (r < 0)
 		goto fail;

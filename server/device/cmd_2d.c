@@ -42,6 +42,7 @@ static void fill_display_info(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 	struct virtio_gpu_resp_display_info *di = &r->resp.display_info;
 
 	memset(di->pmodes, 0, sizeof(di->pmodes));
+	/* Our own answer covers the configured heads; QEMU answers for its own. */
 	for (uint32_t i = 0; i < gpu->cfg.num_scanouts; i++) {
 		const struct vgs_scanout *so = &gpu->scanouts[i];
 		di->pmodes[i].r.width = htole32(so->mode_width);
@@ -88,7 +89,7 @@ static void display_info_cb(void *cb_data, bool ok,
 	}
 	if (ok && modes) {
 		/* The sink's geometry becomes ours (EDID follows it), within our bounds. */
-		for (uint32_t i = 0; i < gpu->cfg.num_scanouts; i++) {
+		for (uint32_t i = 0; i < VGS_MAX_SCANOUTS; i++) {
 			struct vgs_scanout *so = &gpu->scanouts[i];
 			bool valid = modes[i].width > 0 && modes[i].height > 0 &&
 			             modes[i].width <= VGS_MAX_DIM &&
@@ -202,7 +203,7 @@ uint32_t vgs_cmd_get_edid(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 		return VIRTIO_GPU_RESP_ERR_UNSPEC;
 	}
 	/* Checked before asking a sink: QEMU never answers a bad scanout id. */
-	if (scanout >= gpu->cfg.num_scanouts) {
+	if (scanout >= VGS_MAX_SCANOUTS) {
 		vgs_warn(gpu, "gpu: GET_EDID: bad scanout %u", scanout);
 		return VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID;
 	}
@@ -309,7 +310,7 @@ uint32_t vgs_cmd_set_scanout(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 	struct vgs_scanout *so;
 	struct vgs_resource *res;
 
-	if (id >= gpu->cfg.num_scanouts) {
+	if (id >= VGS_MAX_SCANOUTS) {
 		vgs_warn(gpu, "gpu: set_scanout: bad scanout %u", id);
 		return VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID;
 	}
@@ -352,7 +353,7 @@ uint32_t vgs_cmd_resource_flush(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 	}
 	gpu->stats.flushes++;
 	/* No copy here: sinks read the image later; they only learn what changed where. */
-	for (uint32_t i = 0; i < gpu->cfg.num_scanouts; i++) {
+	for (uint32_t i = 0; i < VGS_MAX_SCANOUTS; i++) {
 		const struct vgs_scanout *so = &gpu->scanouts[i];
 		uint32_t x0, y0, x1, y1;
 		struct vgs_rect d;

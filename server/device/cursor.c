@@ -65,7 +65,7 @@ bool vgs_cursor_command(struct vgs_gpu *gpu, const void *buf, size_t len)
 	memcpy(&c, buf, sizeof(c));
 	type = le32toh(c.hdr.type);
 	scanout = le32toh(c.pos.scanout_id);
-	if (scanout >= gpu->cfg.num_scanouts) {
+	if (scanout >= VGS_MAX_SCANOUTS) {
 		vgs_warn(gpu, "gpu: cursor: bad scanout %u", scanout);
 		goto bad;
 	}

@@ -83,7 +83,7 @@ int vgs_gpu_add_display(struct vgs_gpu *gpu, const struct vgs_display_sink *sink
 	s = &gpu->sinks[gpu->nsinks++];
 	*s = *sink;
 	/* Bring the newcomer up to date: what each scanout shows, and the cursor. */
-	for (uint32_t i = 0; i < gpu->cfg.num_scanouts; i++)
+	for (uint32_t i = 0; i < VGS_MAX_SCANOUTS; i++)
 		if (gpu->scanouts[i].resource)
 			sink_scanout(gpu, s, i);
 	if (gpu->cursor_visible && s->ops->cursor_update)

@@ -72,12 +72,18 @@ int vgs_gpu_new(const struct vgs_gpu_config *cfg, struct vgs_gpu **out)
 		gpu->cfg.limits.max_host_bytes = def.limits.max_host_bytes;
 	if (!gpu->cfg.limits.max_backing_entries)
 		gpu->cfg.limits.max_backing_entries = def.limits.max_backing_entries;
-	for (uint32_t i = 0; i < cfg->num_scanouts; i++) {
+	/*
+	 * All 16 scanouts exist in the model even when fewer are configured:
+	 * QEMU replaces num_scanouts in config space with its own max_outputs,
+	 * so the guest may legitimately address heads the daemon was not told
+	 * about. The configured ones are the ones reported enabled.
+	 */
+	for (uint32_t i = 0; i < VGS_MAX_SCANOUTS; i++) {
 		struct vgs_scanout *so = &gpu->scanouts[i];
-		bool unset = cfg->width[i] == 0 || cfg->height[i] == 0;
+		bool unset = i >= cfg->num_scanouts || cfg->width[i] == 0 || cfg->height[i] == 0;
 		so->mode_width = unset ? DEFAULT_WIDTH : cfg->width[i];
 		so->mode_height = unset ? DEFAULT_HEIGHT : cfg->height[i];
-		so->mode_enabled = (cfg->enabled_mask >> i) & 1;
+		so->mode_enabled = i < cfg->num_scanouts && ((cfg->enabled_mask >> i) & 1);
 	}
 	rc = vgs_res_table_init(gpu);
 	if (rc < 0) {
@@ -129,7 +135,7 @@ int vgs_gpu_set_mode(struct vgs_gpu *gpu, uint32_t scanout_id, bool enabled, uin
 	struct vgs_scanout *so;
 	int rc;
 
-	if (scanout_id >= gpu->cfg.num_scanouts)
+	if (scanout_id >= VGS_MAX_SCANOUTS)
 		return -EINVAL;
 	if (enabled && (width == 0 || height == 0 || width > VGS_MAX_DIM || height > VGS_MAX_DIM))
 		return -EINVAL;

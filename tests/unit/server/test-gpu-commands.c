@@ -45,7 +45,7 @@ TEST(display_info_from_config)
 	memcpy(&di, f.resp, sizeof(di));
 	CHECK_EQ(le32toh(di.pmodes[1].r.width), 800);
 	CHECK_EQ(le32toh(di.pmodes[1].enabled), 1);
-	CHECK_EQ(vgs_gpu_set_mode(f.gpu, 2, true, 800, 600), -EINVAL);
+	CHECK_EQ(vgs_gpu_set_mode(f.gpu, 16, true, 800, 600), -EINVAL);
 	CHECK_EQ(vgs_gpu_set_mode(f.gpu, 0, true, 0, 600), -EINVAL);
 	CHECK_EQ(vgs_gpu_set_mode(f.gpu, 0, true, VGS_MAX_DIM + 1, 600), -EINVAL);
 	gfx_fini(&f);
@@ -56,7 +56,7 @@ TEST(set_scanout_and_disable)
 	struct gfx f;
 	gfx_init(&f);
 	CHECK_EQ(create_2d(&f, 2, 2, 1280, 800), VIRTIO_GPU_RESP_OK_NODATA);
-	CHECK_EQ(set_scanout(&f, 2, 2, 0, 0, 1280, 800), VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID);
+	CHECK_EQ(set_scanout(&f, 16, 2, 0, 0, 1280, 800), VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID);
 	CHECK_EQ(set_scanout(&f, 0xffffffffu, 2, 0, 0, 1, 1),
 	         VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID);
 	CHECK_EQ(set_scanout(&f, 0, 3, 0, 0, 1280, 800), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
@@ -197,7 +197,7 @@ TEST(get_edid)
 	CHECK(edid_ok(r.edid, &w, &h));
 	CHECK_EQ(w, 1024);
 	CHECK_EQ(h, 768);
-	CHECK_EQ(simple(&f, VIRTIO_GPU_CMD_GET_EDID, 2), VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID);
+	CHECK_EQ(simple(&f, VIRTIO_GPU_CMD_GET_EDID, 16), VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID);
 	gfx_fini(&f);
 }
 
@@ -435,7 +435,7 @@ TEST(display_queries_sync_refused_timeout)
 	CHECK_EQ(le32toh(ed.size), 128);
 	/* A bad scanout never reaches the sink (QEMU would not answer it). */
 	unsigned q = f.sink.edid_queries;
-	CHECK_EQ(simple(&f, VIRTIO_GPU_CMD_GET_EDID, 1), VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID);
+	CHECK_EQ(simple(&f, VIRTIO_GPU_CMD_GET_EDID, 16), VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID);
 	CHECK_EQ(f.sink.edid_queries, q);
 	gfx_fini(&f);
 }

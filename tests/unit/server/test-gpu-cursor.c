@@ -121,7 +121,7 @@ TEST(cursor_errors)
 	uint64_t errors = stats(&f).errors;
 	CHECK(!cursor(&f, VIRTIO_GPU_CMD_UPDATE_CURSOR, 0, 0, 0, 2, 0, 0)); /* not 64x64 */
 	CHECK(!cursor(&f, VIRTIO_GPU_CMD_UPDATE_CURSOR, 0, 0, 0, 9, 0, 0)); /* no such resource */
-	CHECK(!cursor(&f, VIRTIO_GPU_CMD_UPDATE_CURSOR, 2, 0, 0, 3, 0, 0)); /* bad scanout */
+	CHECK(!cursor(&f, VIRTIO_GPU_CMD_UPDATE_CURSOR, 16, 0, 0, 3, 0, 0)); /* bad scanout */
 	CHECK(!cursor(&f, VIRTIO_GPU_CMD_MOVE_CURSOR, 0xffffffffu, 0, 0, 0, 0, 0));
 	CHECK(!cursor(&f, VIRTIO_GPU_CMD_RESOURCE_FLUSH, 0, 0, 0, 0, 0, 0));
 	CHECK(!vgs_gpu_cursor_direct(f.gpu, junk, sizeof(junk)));

@@ -154,7 +154,7 @@ TEST_NO_LEAK_CHECK(bringup_config_and_display_info)
 	struct virtio_gpu_resp_edid e;
 	CHECK_OK(tgd_get_edid(q.g, 0, &e));
 	CHECK_EQ(le32toh(e.size), 128);
-	CHECK_EQ(tgd_get_edid(q.g, 3, &e), -EPROTO);
+	CHECK_EQ(tgd_get_edid(q.g, 16, &e), -EPROTO);
 	CHECK_EQ(tgd_last_resp_type(q.g), VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID);
 	qfx_stop(&q);
 	qfx_fini(&q);
@@ -195,7 +195,7 @@ TEST_NO_LEAK_CHECK(frame_through_the_rings)
 	for (int i = 0; i < 40; i++) /* more than the 16-entry cursor queue */
 		CHECK_OK(tgd_move_cursor(q.g, 0, (uint32_t)i, 2, 4));
 	CHECK_OK(tgd_update_cursor(q.g, 0, 10, 20, 4, 1, 1));
-	CHECK_OK(tgd_update_cursor(q.g, 5, 10, 20, 4, 1, 1)); /* bad scanout: still returned */
+	CHECK_OK(tgd_update_cursor(q.g, 16, 10, 20, 4, 1, 1)); /* bad scanout: still returned */
 	CHECK_EQ(q.sink.cursor_moves, 40);
 	CHECK_EQ(q.sink.cursor_updates, 1);
 	CHECK_MEM_EQ(q.sink.cur_pixels, cur.pixels, 64 * 64 * 4);
