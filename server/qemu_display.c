@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 
 #include <vshm/conn.h>
 #include <vshm/log.h>
@@ -92,12 +93,13 @@ struct scanout {
 
 /* Release data of one UPDATE message handed to vshm_conn_send_ref(). */
 struct update_ref {
-	struct vhost_user_gpu_update u; /* referenced by the queued message */
 	struct vgs_qemu_display *d;
 	uint32_t scanout;
 	struct vgs_image *img; /* direct path: the referenced image */
 	void *buf;             /* conversion path: the converted pixels */
 	bool in_send, done;
+	/* Referenced by the queued message. Last: the struct ends in a flexible array. */
+	struct vhost_user_gpu_update u;
 };
 
 struct vgs_qemu_display {
@@ -866,6 +868,8 @@ int vgs_qemu_display_set_socket(struct vgs_qemu_display *d, int fd)
 
 	if (d->conn)
 		drop_socket(d, "replaced by a new socket");
+	{ const char *e = getenv("VSHM_SNDBUF_EXPERIMENT"); int sz = e ? atoi(e) : 0;
+	  if (sz > 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)); }
 	r = vshm_conn_new(fd, &cc, &conn);
 	if (r < 0)
 		return r;
