@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <vshm/virtqueue.h>
@@ -809,4 +810,33 @@ TEST(reset_forgets_everything)
 	CHECK_EQ(vshm_vq_pop(f.vq, &e), -ENODEV);
 	CHECK_EQ(vshm_vq_map(f.vq), -EINVAL);
 	fx_fini(&f);
+}
+
+/*
+ * A region whose VMM user address is misaligned (user_addr odd) turns a
+ * ring address that is aligned as a VMM address into a misaligned host
+ * pointer. Mapping must refuse it rather than access the ring fields as
+ * misaligned integers (undefined behaviour a hostile front-end could pick).
+ */
+TEST(ring_in_misaligned_region_refused)
+{
+	struct vshm_mem *mem;
+	struct vshm_vq *vq;
+	int fd = memfd_create("vq-misaligned", MFD_CLOEXEC);
+	struct vshm_mem_region_desc d = { .guest_addr = 0x10000,
+		                          .size = 0x10000,
+		                          .user_addr = 0x7f0000000001ull,
+		                          .mmap_offset = 0 };
+
+	CHECK(fd >= 0);
+	CHECK_OK(ftruncate(fd, 0x10000));
+	CHECK_OK(vshm_mem_new(4, &mem));
+	CHECK_OK(vshm_mem_set_table(mem, &d, &fd, 1));
+	CHECK_OK(vshm_vq_new(mem, 0, &vq));
+	CHECK_OK(vshm_vq_set_num(vq, 16, VSHM_VQ_MAX_SIZE));
+	/* 16/2/4-aligned as VMM addresses, 1 byte off as host addresses. */
+	CHECK_OK(vshm_vq_set_addr(vq, 0x7f0000000010ull, 0x7f0000000200ull, 0x7f0000000400ull));
+	CHECK_EQ(vshm_vq_map(vq), -EINVAL);
+	vshm_vq_destroy(vq);
+	vshm_mem_destroy(mem);
 }
