@@ -51,7 +51,7 @@ struct vshm_memfd_buf;
  * @flags: VSHM_MEMFD_SEAL_SEAL or 0. -EINVAL for size 0 or unknown flags.
  */
 int vshm_memfd_buf_new(const char *name, uint64_t size, uint32_t flags,
-		       struct vshm_memfd_buf **out);
+                       struct vshm_memfd_buf **out);
 /* Unmap and close. Fds exported earlier stay valid. NULL ok. */
 void vshm_memfd_buf_destroy(struct vshm_memfd_buf *b);
 
@@ -189,8 +189,9 @@ bool vshm_udmabuf_available(const char **reason);
 void vshm_udmabuf_get_limits(struct vshm_udmabuf_limits *out);
 
 /*
- * One dma-buf over @n memfd ranges, in order. Adjacent ranges of the same
- * fd are merged into one item. *dmabuf_fd is OWNED by the caller.
+ * One dma-buf over @n memfd ranges, in order. Ranges contiguous in the
+ * same file (compared by inode, so dups of one memfd merge too) become one
+ * item. *dmabuf_fd is OWNED by the caller.
  */
 int vshm_udmabuf_create(const struct vshm_memfd_range *ranges, unsigned n, int *dmabuf_fd);
 
@@ -203,7 +204,7 @@ int vshm_udmabuf_create(const struct vshm_memfd_range *ranges, unsigned n, int *
  * valid after later memory-table changes. *dmabuf_fd is OWNED by the caller.
  */
 int vshm_udmabuf_create_from_guest(const struct vshm_mem *m, const struct vshm_gpa_range *ranges,
-				   unsigned n, int *dmabuf_fd);
+                                   unsigned n, int *dmabuf_fd);
 
 /* ------------------------------------------------------------------------
  * GBM render-node buffers (optional)
@@ -234,7 +235,7 @@ const char *vshm_gbm_device_path(const struct vshm_gbm *g);
  * On failure @out is empty.
  */
 int vshm_gbm_alloc(struct vshm_gbm *g, uint32_t width, uint32_t height, uint32_t fourcc,
-		   uint32_t flags, struct vshm_dmabuf_desc *out);
+                   uint32_t flags, struct vshm_dmabuf_desc *out);
 
 #ifdef __cplusplus
 }
