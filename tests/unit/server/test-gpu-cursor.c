@@ -119,8 +119,8 @@ TEST(cursor_errors)
 	CHECK_EQ(create_2d(&f, 2, 1, 32, 32), VIRTIO_GPU_RESP_OK_NODATA);
 	CHECK_EQ(create_2d(&f, 3, 1, 64, 64), VIRTIO_GPU_RESP_OK_NODATA);
 	uint64_t errors = stats(&f).errors;
-	CHECK(!cursor(&f, VIRTIO_GPU_CMD_UPDATE_CURSOR, 0, 0, 0, 2, 0, 0)); /* not 64x64 */
-	CHECK(!cursor(&f, VIRTIO_GPU_CMD_UPDATE_CURSOR, 0, 0, 0, 9, 0, 0)); /* no such resource */
+	CHECK(!cursor(&f, VIRTIO_GPU_CMD_UPDATE_CURSOR, 0, 0, 0, 2, 0, 0));  /* not 64x64 */
+	CHECK(!cursor(&f, VIRTIO_GPU_CMD_UPDATE_CURSOR, 0, 0, 0, 9, 0, 0));  /* no such resource */
 	CHECK(!cursor(&f, VIRTIO_GPU_CMD_UPDATE_CURSOR, 16, 0, 0, 3, 0, 0)); /* bad scanout */
 	CHECK(!cursor(&f, VIRTIO_GPU_CMD_MOVE_CURSOR, 0xffffffffu, 0, 0, 0, 0, 0));
 	CHECK(!cursor(&f, VIRTIO_GPU_CMD_RESOURCE_FLUSH, 0, 0, 0, 0, 0, 0));
