@@ -26,6 +26,7 @@
 
 #include "util.h"
 #include "vhost_user_msg.h"
+#include "vhost_user_shmem.h"
 #include "virtqueue-internal.h"
 
 #define VU_MAX_QUEUES 64u
@@ -67,6 +68,7 @@ struct vshm_vu_dev {
 	bool want_close;
 
 	struct vu_backend *backend;
+	struct vu_shmem shmem;
 
 	uint64_t features;
 	bool features_set;
@@ -97,6 +99,21 @@ int vu_dev_backend_timeout_ms(const struct vshm_vu_dev *dev)
 	return dev->cfg.backend_reply_timeout_ms;
 }
 
+/* ---- private accessors for vhost_user_shmem.c ---- */
+
+struct vu_shmem *vu_dev_shmem(struct vshm_vu_dev *dev)
+{
+	return &dev->shmem;
+}
+
+int vu_dev_shmem_sizes(struct vshm_vu_dev *dev, uint64_t sizes[VU_SHMEM_MAX_REGIONS])
+{
+	memset(sizes, 0, VU_SHMEM_MAX_REGIONS * sizeof(sizes[0]));
+	if (!dev->ops.get_shmem_config)
+		return -ENOTSUP;
+	return dev->ops.get_shmem_config(dev->data, sizes);
+}
+
 /* ---- offered features ---- */
 
 static uint64_t offered_features(const struct vshm_vu_dev *dev)
@@ -108,9 +125,13 @@ static uint64_t offered_protocol_features(const struct vshm_vu_dev *dev)
 {
 	uint64_t pf = dev->cfg.protocol_features & VSHM_VU_PF_SUPPORTED;
 
-	/* SHMEM only means something when the device has regions to describe. */
+	/* SHMEM only means something when the device has regions to describe.
+	 * Never 20 or 21, the bit's earlier homes: they mean
+	 * GET_VRING_BASE_INFLIGHT and GPA_ADDRESSES now (pitfall 1). */
 	if (dev->ops.get_shmem_config && (dev->cfg.protocol_features & VSHM_VU_PF_SHMEM))
 		pf |= VSHM_VU_PF_SHMEM;
+	if (dev->ops.get_shmem_config && dev->cfg.shmem_crosvm_legacy)
+		pf |= VSHM_VU_PF_CROSVM_SHMEM_REGIONS;
 	return pf;
 }
 
@@ -241,6 +262,8 @@ static void device_reset(struct vshm_vu_dev *dev)
 {
 	for (unsigned i = 0; i < dev->cfg.num_queues; i++)
 		queue_reset(&dev->queues[i]);
+	/* The spec has the front-end drop all mappings; crosvm's does not. */
+	vu_shmem_drop_all(dev, true, false);
 	dev->features = 0;
 	dev->features_set = false;
 	dev->status = 0;
@@ -276,6 +299,7 @@ static void close_conn(struct vshm_vu_dev *dev, bool notify)
 	/* Rings go before memory: they point into it. */
 	for (unsigned i = 0; i < dev->cfg.num_queues; i++)
 		queue_reset(&dev->queues[i]);
+	vu_shmem_drop_all(dev, false, true);
 	vu_backend_destroy(dev->backend);
 	dev->backend = NULL;
 	vshm_mem_clear(dev->mem);
@@ -713,6 +737,8 @@ static int h_set_status(struct vshm_vu_dev *dev, const struct vu_msg *m, int *fd
 	if (v > 0xff)
 		return -EINVAL;
 	dev->status = (uint8_t)v;
+	if (v == 0)
+		vu_shmem_drop_all(dev, true, false); /* status 0 is a device reset */
 	if (dev->ops.set_status)
 		dev->ops.set_status(dev->data, dev->status);
 	return 0;
@@ -744,6 +770,22 @@ static int h_get_shmem_config(struct vshm_vu_dev *dev, const struct vu_msg *m, i
 			c.nregions++;
 	memcpy(c.memory_sizes, sizes, sizeof(sizes));
 	return send_reply(dev, m->request, &c, sizeof(c));
+}
+
+/* crosvm's GET_SHARED_MEMORY_REGIONS (1004), only with bit 31 negotiated:
+ * u64 count, then {u8 id; u8 pad[7]; u64 length} per non-zero region. */
+static int h_crosvm_get_shmem_regions(struct vshm_vu_dev *dev, const struct vu_msg *m, int *fds)
+{
+	uint8_t buf[VU_CROSVM_REGIONS_REPLY_MAX];
+	uint64_t sizes[VU_SHMEM_MAX_REGIONS];
+
+	if (m->size != 0 || m->nfds != 0)
+		return -EINVAL;
+	if (vu_dev_shmem_sizes(dev, sizes) < 0) {
+		dev->stats.errors++;
+		memset(sizes, 0, sizeof(sizes));
+	}
+	return send_reply(dev, m->request, buf, vu_shmem_regions_reply(sizes, buf));
 }
 
 static const vu_handler handlers[VU_REQ_MAX] = {
@@ -830,6 +872,20 @@ static void handle_msg(struct vshm_vu_dev *dev, struct vshm_conn_msg *cm)
 			request_close(dev);
 		else
 			ack(dev, &m, -EINVAL);
+		return;
+	}
+
+	if (m.request == VU_REQ_CROSVM_GET_SHARED_MEMORY_REGIONS &&
+	    (dev->pf & VSHM_VU_PF_CROSVM_SHMEM_REGIONS)) {
+		/* A reply body is owed: any failure closes the connection. */
+		r = h_crosvm_get_shmem_regions(dev, &m, cm->fds);
+		close_fds(dev, cm->fds, cm->nfds);
+		if (r < 0) {
+			dev->stats.errors++;
+			peer_log(dev, VSHM_LOG_WARN, "GET_SHARED_MEMORY_REGIONS failed: %s",
+			         strerror(-r));
+			request_close(dev);
+		}
 		return;
 	}
 
@@ -978,6 +1034,7 @@ VSHM_EXPORT void vshm_vu_dev_destroy(struct vshm_vu_dev *dev)
 	/* No disconnected() here: the embedder is tearing down on purpose. */
 	if (dev->conn)
 		close_conn(dev, false);
+	vu_shmem_fini(&dev->shmem);
 	vu_backend_destroy(dev->backend);
 	if (dev->queues) {
 		for (unsigned i = 0; i < dev->cfg.num_queues; i++) {

@@ -126,12 +126,13 @@ static int wait_reply(struct vu_backend *b, uint32_t request, int timeout_ms, ui
 
 int vu_backend_send(struct vu_backend *b, uint64_t pf, int timeout_ms, uint32_t request,
                     const void *payload, uint32_t size, const int *fds, unsigned nfds,
-                    bool need_reply, uint64_t *reply, bool *dead)
+                    unsigned mode, uint64_t *reply, bool *dead)
 {
-	bool wait = need_reply && (pf & VSHM_VU_PF_REPLY_ACK);
+	bool need_reply = (mode & VU_SEND_NEED_REPLY) && (pf & VSHM_VU_PF_REPLY_ACK);
+	bool wait = need_reply || (mode & VU_SEND_WAIT);
 	struct vu_hdr hdr = {
 		.request = request,
-		.flags = VU_FLAG_VERSION | (wait ? VU_FLAG_NEED_REPLY : 0),
+		.flags = VU_FLAG_VERSION | (need_reply ? VU_FLAG_NEED_REPLY : 0),
 		.size = size,
 	};
 	struct iovec iov[2] = {
@@ -143,7 +144,7 @@ int vu_backend_send(struct vu_backend *b, uint64_t pf, int timeout_ms, uint32_t 
 
 	*dead = false;
 	/* The spec allows fds on this channel only with BACKEND_SEND_FD. */
-	if (nfds > 0 && !(pf & VSHM_VU_PF_BACKEND_SEND_FD))
+	if (nfds > 0 && !(pf & VSHM_VU_PF_BACKEND_SEND_FD) && !(mode & VU_SEND_OWN_FD))
 		return -EPROTO;
 	if (nfds > VU_MAX_FDS || (size > 0 && !payload) || size > VU_MAX_PAYLOAD)
 		return -EINVAL;
@@ -169,26 +170,33 @@ int vu_backend_send(struct vu_backend *b, uint64_t pf, int timeout_ms, uint32_t 
 	return 0;
 }
 
-VSHM_EXPORT int vshm_vu_dev_backend_request(struct vshm_vu_dev *dev, uint32_t request,
-                                            const void *payload, uint32_t size, const int *fds,
-                                            unsigned nfds, bool need_reply, uint64_t *reply)
+int vu_dev_backend_send(struct vshm_vu_dev *dev, uint32_t request, const void *payload,
+                        uint32_t size, const int *fds, unsigned nfds, unsigned mode,
+                        uint64_t *reply)
 {
-	struct vu_backend **slot;
+	struct vu_backend **slot = vu_dev_backend_slot(dev);
 	bool dead = false;
 	int r;
 
-	if (!dev)
-		return -EINVAL;
-	slot = vu_dev_backend_slot(dev);
 	if (!*slot)
 		return -ENOTCONN;
 	r = vu_backend_send(*slot, vu_dev_pf(dev), vu_dev_backend_timeout_ms(dev), request, payload,
-	                    size, fds, nfds, need_reply, reply, &dead);
+	                    size, fds, nfds, mode, reply, &dead);
 	if (dead) {
 		vu_backend_destroy(*slot);
 		*slot = NULL;
 	}
 	return r;
+}
+
+VSHM_EXPORT int vshm_vu_dev_backend_request(struct vshm_vu_dev *dev, uint32_t request,
+                                            const void *payload, uint32_t size, const int *fds,
+                                            unsigned nfds, bool need_reply, uint64_t *reply)
+{
+	if (!dev)
+		return -EINVAL;
+	return vu_dev_backend_send(dev, request, payload, size, fds, nfds,
+	                           need_reply ? VU_SEND_NEED_REPLY : 0, reply);
 }
 
 VSHM_EXPORT int vshm_vu_dev_config_changed(struct vshm_vu_dev *dev)

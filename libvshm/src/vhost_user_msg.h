@@ -222,14 +222,31 @@ int vu_backend_new(int fd, struct vu_backend **out);
 void vu_backend_destroy(struct vu_backend *b);
 
 /*
- * Send one request. @pf = negotiated protocol features. Returns 0 (with
- * *reply when a reply was awaited), -EPROTO, -ETIMEDOUT, -EPIPE, -errno.
- * After -ETIMEDOUT or a transport error the channel is dead: *dead is set
- * and the caller must destroy it.
+ * How vu_backend_send() treats a request (bit mask):
+ * NEED_REPLY: with REPLY_ACK negotiated, set NEED_REPLY and wait for the u64;
+ * WAIT: always wait for the u64 (crosvm's non-standard requests);
+ * OWN_FD: the request itself defines its fd (crosvm's SHMEM_MAP 1000), so
+ * the BACKEND_SEND_FD rule does not apply.
+ */
+#define VU_SEND_NEED_REPLY 0x1u
+#define VU_SEND_WAIT       0x2u
+#define VU_SEND_OWN_FD     0x4u
+
+/*
+ * Send one request. @pf = negotiated protocol features, @mode VU_SEND_*.
+ * Returns 0 (with *reply when a reply was awaited, else 0), -EPROTO,
+ * -ETIMEDOUT, -EPIPE, -errno. After -ETIMEDOUT or a transport error the
+ * channel is dead: *dead is set and the caller must destroy it.
  */
 int vu_backend_send(struct vu_backend *b, uint64_t pf, int timeout_ms, uint32_t request,
                     const void *payload, uint32_t size, const int *fds, unsigned nfds,
-                    bool need_reply, uint64_t *reply, bool *dead);
+                    unsigned mode, uint64_t *reply, bool *dead);
+
+/* vu_backend_send() on @dev's channel, dropping the channel when it dies.
+ * -ENOTCONN without a channel. */
+int vu_dev_backend_send(struct vshm_vu_dev *dev, uint32_t request, const void *payload,
+                        uint32_t size, const int *fds, unsigned nfds, unsigned mode,
+                        uint64_t *reply);
 
 /*
  * Engine accessors for vhost_user_backend_req.c (defined in vhost_user.c):

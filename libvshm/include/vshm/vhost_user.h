@@ -109,6 +109,13 @@ struct vshm_vu_config {
 	unsigned max_mem_slots;       /* advertised by GET_MAX_MEM_SLOTS, <= VSHM_MEM_MAX_SLOTS */
 	uint32_t config_size;         /* bytes of device config space */
 	int backend_reply_timeout_ms; /* bound on waits for back-end channel replies */
+	/*
+	 * Also offer crosvm's pre-2025-12 non-standard shared memory bit
+	 * (VSHM_VU_PF_CROSVM_SHMEM_REGIONS, 31) when the device has regions, so
+	 * that a crosvm front-end that only knows bit 31 can map. Off by
+	 * default: bit 31 is not part of the standard.
+	 */
+	bool shmem_crosvm_legacy;
 };
 
 /* Fill @cfg with defaults: 2 queues, 1024 entries, all supported features,
@@ -156,6 +163,71 @@ int vshm_vu_dev_backend_request(struct vshm_vu_dev *dev, uint32_t request, const
 
 /* Tell the front-end the config space changed (BACKEND_CONFIG_CHANGE_MSG). */
 int vshm_vu_dev_config_changed(struct vshm_vu_dev *dev);
+
+/*
+ * VIRTIO shared memory mappings (protocols.md §1.9, §3.1).
+ *
+ * Which convention is live follows from the negotiated protocol features:
+ *  - STANDARD: SHMEM (bit 22). GET_SHMEM_CONFIG (44), BACKEND_SHMEM_MAP/
+ *    UNMAP (9/10) with the 40-byte VhostUserMMap. The fd is only sent when
+ *    BACKEND_SEND_FD was negotiated; the reply is only awaited with
+ *    REPLY_ACK (without it a mapping is assumed live once sent).
+ *  - CROSVM_LEGACY: crosvm's SHARED_MEMORY_REGIONS (bit 31) without bit 22.
+ *    GET_SHARED_MEMORY_REGIONS (1004), SHMEM_MAP/UNMAP (1000/1001) with
+ *    crosvm's 32/24-byte layouts; the message itself carries the fd and
+ *    the reply is always awaited.
+ * A front-end acking both gets STANDARD.
+ */
+enum vshm_vu_shmem_convention {
+	VSHM_VU_SHMEM_NONE = 0,
+	VSHM_VU_SHMEM_STANDARD,
+	VSHM_VU_SHMEM_CROSVM_LEGACY,
+};
+
+enum vshm_vu_shmem_convention vshm_vu_dev_shmem_convention(const struct vshm_vu_dev *dev);
+
+/* Most mappings recorded at once; more fail with -ENOSPC. */
+#define VSHM_VU_SHMEM_MAX_MAPPINGS 4096u
+
+/*
+ * Ask the front-end to map [@fd_offset, +@len) of @fd (BORROWED: the
+ * front-end gets its own reference) at @shm_offset in shared memory region
+ * @shmid, read-write when @writable. Checked before anything is sent:
+ * @shmid has a region (ops->get_shmem_config), @len > 0, offsets and @len
+ * page-aligned, the range inside the region (-EINVAL), no overlap with a
+ * live mapping (-EEXIST), room in the table (-ENOSPC), @fd >= 0 (-EBADF).
+ * Returns 0 once the front-end confirmed (or, STANDARD without REPLY_ACK,
+ * once sent); -ENOTSUP (no convention negotiated), -EPROTO (BACKEND_REQ, or
+ * for STANDARD BACKEND_SEND_FD, not negotiated), -ENOTCONN (no channel),
+ * -ETIMEDOUT, the front-end's negated errno or -EREMOTEIO when it refused.
+ * Only successful mappings are recorded. Blocks for at most the configured
+ * backend_reply_timeout_ms.
+ */
+int vshm_vu_dev_shmem_map(struct vshm_vu_dev *dev, uint8_t shmid, uint64_t shm_offset, int fd,
+                          uint64_t fd_offset, uint64_t len, bool writable);
+
+/*
+ * Remove exactly one whole live mapping (same @shmid, @shm_offset, @len),
+ * else -ENOENT without sending. Other errors as for map; on failure the
+ * mapping stays recorded.
+ *
+ * Every recorded mapping is dropped on RESET_DEVICE, RESET_OWNER,
+ * SET_STATUS(0) and disconnect. While the connection is up an UNMAP is sent
+ * for each first (best effort; crosvm's front-end keeps mappings across a
+ * reset), waiting for replies only under CROSVM_LEGACY.
+ */
+int vshm_vu_dev_shmem_unmap(struct vshm_vu_dev *dev, uint8_t shmid, uint64_t shm_offset,
+                            uint64_t len);
+
+struct vshm_vu_shmem_stats {
+	uint64_t maps;         /* successful map calls */
+	uint64_t unmaps;       /* successful unmap calls */
+	uint64_t failures;     /* map/unmap calls that returned an error */
+	uint64_t reset_unmaps; /* UNMAPs sent while dropping mappings on reset */
+	uint64_t dropped;      /* mappings dropped by reset or disconnect */
+	unsigned live;         /* mappings recorded now */
+};
+void vshm_vu_dev_get_shmem_stats(const struct vshm_vu_dev *dev, struct vshm_vu_shmem_stats *out);
 
 struct vshm_vu_stats {
 	uint64_t requests, errors, unknown_requests, disconnects, fds_closed;
