@@ -600,7 +600,9 @@ static int h_set_vring_kick(struct vshm_vu_dev *dev, const struct vu_msg *m, int
 	return 0;
 }
 
-static int h_set_vring_call(struct vshm_vu_dev *dev, const struct vu_msg *m, int *fds)
+/* SET_VRING_CALL / SET_VRING_ERR: hand the fd (or "none") to the queue. */
+static int set_vring_notify_fd(struct vshm_vu_dev *dev, const struct vu_msg *m, int *fds,
+                               void (*set_fd)(struct vshm_vq *, int))
 {
 	uint64_t v = vu_load_u64(m->payload);
 	struct vu_queue *q = queue_at(dev, (uint32_t)(v & VU_VRING_IDX_MASK));
@@ -608,28 +610,22 @@ static int h_set_vring_call(struct vshm_vu_dev *dev, const struct vu_msg *m, int
 	if (!q)
 		return -EINVAL;
 	if (v & VU_VRING_NOFD) {
-		vshm_vq_set_call_fd(q->vq, -1);
+		set_fd(q->vq, -1);
 	} else {
-		vshm_vq_set_call_fd(q->vq, fds[0]);
+		set_fd(q->vq, fds[0]);
 		fds[0] = -1;
 	}
 	return 0;
 }
 
+static int h_set_vring_call(struct vshm_vu_dev *dev, const struct vu_msg *m, int *fds)
+{
+	return set_vring_notify_fd(dev, m, fds, vshm_vq_set_call_fd);
+}
+
 static int h_set_vring_err(struct vshm_vu_dev *dev, const struct vu_msg *m, int *fds)
 {
-	uint64_t v = vu_load_u64(m->payload);
-	struct vu_queue *q = queue_at(dev, (uint32_t)(v & VU_VRING_IDX_MASK));
-
-	if (!q)
-		return -EINVAL;
-	if (v & VU_VRING_NOFD) {
-		vshm_vq_set_err_fd(q->vq, -1);
-	} else {
-		vshm_vq_set_err_fd(q->vq, fds[0]);
-		fds[0] = -1;
-	}
-	return 0;
+	return set_vring_notify_fd(dev, m, fds, vshm_vq_set_err_fd);
 }
 
 static int h_get_protocol_features(struct vshm_vu_dev *dev, const struct vu_msg *m, int *fds)
