@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/socket.h>
 
 #include <vshm/conn.h>
 #include <vshm/log.h>
@@ -868,8 +867,6 @@ int vgs_qemu_display_set_socket(struct vgs_qemu_display *d, int fd)
 
 	if (d->conn)
 		drop_socket(d, "replaced by a new socket");
-	{ const char *e = getenv("VSHM_SNDBUF_EXPERIMENT"); int sz = e ? atoi(e) : 0;
-	  if (sz > 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)); }
 	r = vshm_conn_new(fd, &cc, &conn);
 	if (r < 0)
 		return r;
