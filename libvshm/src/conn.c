@@ -493,6 +493,7 @@ static int flush_queue(struct vshm_conn *c)
 		struct msghdr mh = { 0 };
 		struct out_msg *head = c->out_head;
 		int niov = 0;
+		size_t want = 0;
 		ssize_t n;
 
 		/* A message with fds must open a sendmsg(); see the top of the file. */
@@ -504,6 +505,7 @@ static int flush_queue(struct vshm_conn *c)
 				size_t off = s == m->cur_seg ? m->cur_off : 0;
 				iov[niov].iov_base = (void *)(m->segs[s].p + off);
 				iov[niov].iov_len = m->segs[s].len - off;
+				want += iov[niov].iov_len;
 				niov++;
 			}
 		}
@@ -526,6 +528,13 @@ static int flush_queue(struct vshm_conn *c)
 			head->nfds = 0;
 		}
 		out_consume(c, (size_t)n);
+		/*
+		 * A short write means the socket buffer is full: another
+		 * sendmsg() now would only return EAGAIN. Skipping it saves
+		 * about one syscall per socket-buffer's worth of a large frame.
+		 */
+		if ((size_t)n < want)
+			return c->out_head ? -EAGAIN : 0;
 	}
 	return 0;
 }
