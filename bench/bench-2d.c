@@ -61,15 +61,33 @@ GETTER(g_rs50, r->rtt_small_p50_us)
 GETTER(g_rs99, r->rtt_small_p99_us)
 GETTER(g_rf50, r->rtt_full_p50_us)
 GETTER(g_rf99, r->rtt_full_p99_us)
+GETTER(g_pfps, r->paced_fps)
+GETTER(g_pcpu, r->paced_cpu_ms_per_frame)
+GETTER(g_pcpu_ticks, r->paced_cpu_ms_per_frame_ticks)
+GETTER(g_psub, (double)r->paced_submitted)
+GETTER(g_pdisp, (double)r->paced_displayed)
+GETTER(g_prf50, r->paced_rtt_p50_us)
+GETTER(g_prf99, r->paced_rtt_p99_us)
+GETTER(g_bad, (double)(r->pipelined_bad_pixels + r->paced_bad_pixels))
 GETTER(g_idle, r->idle_rss_mb)
 GETTER(g_peak, r->peak_rss_mb)
 
+/* Rows whose getter is NULL print the memcpy multiple of the previous row's CPU figure. */
 static const struct row rows[] = {
-	{ "(a) full frames/s (WxH, pipelined)", g_fps, 1 },
+	{ "(a) full frames/s (pipelined, coalescing allowed)", g_fps, 1 },
 	{ "(a) backend CPU ms/frame (schedstat)", g_cpu, 3 },
 	{ "(a) backend CPU ms/frame (stat ticks)", g_cpu_ticks, 3 },
 	{ "(a) frames submitted", g_sub, 0 },
 	{ "(a) frames displayed (UPDATEs)", g_disp, 0 },
+	{ "(p) full frames/s (paced, every frame displayed)", g_pfps, 1 },
+	{ "(p) backend CPU ms/frame (schedstat)", g_pcpu, 3 },
+	{ "(p)   = x memcpy of one frame", NULL, 2 },
+	{ "(p) backend CPU ms/frame (stat ticks)", g_pcpu_ticks, 3 },
+	{ "(p) frames submitted", g_psub, 0 },
+	{ "(p) frames displayed (UPDATEs)", g_pdisp, 0 },
+	{ "(p) fenced full flush RTT p50 (us)", g_prf50, 1 },
+	{ "(p) fenced full flush RTT p99 (us)", g_prf99, 1 },
+	{ "(a)+(p) final frame: wrong pixels", g_bad, 0 },
 	{ "(b) 1x1 RESOURCE_FLUSH/s", g_small, 0 },
 	{ "(b) GET_DISPLAY_INFO/s", g_info, 0 },
 	{ "(c) fenced 1x1 flush RTT p50 (us)", g_rs50, 1 },
@@ -110,13 +128,107 @@ static double memcpy_frame_ns(size_t bytes)
 	return bench_median(v, N);
 }
 
+/* One line of the targets block. */
+static void target_line(const char *what, const char *measured, int verdict)
+{
+	printf("  %-58s %-34s %s\n", what, measured,
+	       verdict < 0 ? "n/a"
+	       : verdict   ? "PASS"
+	                   : "FAIL");
+}
+
+/* Every round of @b showed the guest's final frame exactly, and displayed every paced frame. */
+static bool all_rounds(const struct backend *b, bool pixels)
+{
+	for (unsigned i = 0; i < b->ok; i++) {
+		const struct bench_result *r = &b->res[i];
+		if (pixels ? r->pipelined_bad_pixels || r->paced_bad_pixels
+		           : r->paced_displayed != r->paced_submitted)
+			return false;
+	}
+	return b->ok > 0;
+}
+
+/*
+ * The project's targets, defined with the display receiving every frame
+ * (paced mode): the first back-end is judged, the second is the reference.
+ */
+static void print_targets(const struct backend *be, unsigned nbe, double ref)
+{
+	const struct backend *v = &be[0], *q = &be[1];
+	bool have_v = v->installed && v->ok, have_q = q->installed && q->ok;
+	char m[96];
+	int verdict;
+
+	printf("\ntargets (%s judged against %s; medians of rounds; paced = every frame "
+	       "displayed)\n",
+	       v->name, q->name);
+	printf("  %-58s %-34s %s\n", "target", "measured", "result");
+	if (have_v) {
+		static const struct row cpu = { "", g_pcpu, 3 };
+		double ms = median_of(v, &cpu);
+		snprintf(m, sizeof(m), "%.2fx (%.3f ms vs %.3f ms)", ms * 1e6 / ref, ms, ref / 1e6);
+		verdict = ms * 1e6 / ref <= 2.0;
+	} else {
+		snprintf(m, sizeof(m), "no data");
+		verdict = -1;
+	}
+	target_line("paced backend CPU/frame <= 2x memcpy of one frame", m, verdict);
+
+	for (unsigned i = 0; i < 2; i++) {
+		const struct backend *b = &be[i];
+		char what[96];
+		snprintf(what, sizeof(what), "paced frames displayed == submitted (%s)", b->name);
+		if (b->installed && b->ok) {
+			static const struct row sub = { "", g_psub, 0 }, disp = { "", g_pdisp, 0 };
+			snprintf(m, sizeof(m), "%.0f/%.0f (every round: %s)", median_of(b, &disp),
+			         median_of(b, &sub), all_rounds(b, false) ? "yes" : "no");
+			verdict = all_rounds(b, false);
+		} else {
+			snprintf(m, sizeof(m), "no data");
+			verdict = -1;
+		}
+		target_line(what, m, verdict);
+		snprintf(what, sizeof(what), "final frame pixel-exact, both modes (%s)", b->name);
+		if (b->installed && b->ok) {
+			snprintf(m, sizeof(m), "%u/%u rounds exact", b->ok, b->ok);
+			verdict = all_rounds(b, true);
+		} else {
+			snprintf(m, sizeof(m), "no data");
+			verdict = -1;
+		}
+		target_line(what, m, verdict);
+	}
+
+	static const struct row idle = { "", g_idle, 1 }, p99 = { "", g_prf99, 1 },
+	                        p50 = { "", g_prf50, 1 };
+	if (have_v && have_q) {
+		double a = median_of(v, &idle), b = median_of(q, &idle);
+		snprintf(m, sizeof(m), "%.1f MB vs %.1f MB", a, b);
+		target_line("idle RSS <= reference back-end's", m, a <= b);
+		a = median_of(v, &p99);
+		b = median_of(q, &p99);
+		snprintf(m, sizeof(m), "%.1f us vs %.1f us", a, b);
+		target_line("paced fenced full flush RTT p99 <= reference's", m, a <= b);
+		a = median_of(v, &p50);
+		b = median_of(q, &p50);
+		snprintf(m, sizeof(m), "%.1f us vs %.1f us", a, b);
+		target_line("(info) paced fenced full flush RTT p50 <= reference's", m, a <= b);
+	} else {
+		target_line("idle RSS <= reference back-end's", "no reference", -1);
+		target_line("paced fenced full flush RTT p99 <= reference's", "no reference", -1);
+	}
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: bench-2d [--backend NAME=PATH]... [--rounds N] [--frames N] [--depth N]\n"
-	        "                [--size WxH] [--small N] [--info N] [--latency N] [--verbose]\n"
+	        "                [--paced N] [--size WxH] [--small N] [--info N] [--latency N]\n"
+	        "                [--verbose]\n"
 	        "Defaults: vshm-gpu next to this program and qemu=" QEMU_BACKEND ",\n"
-	        "3 rounds, 300 frames of 1920x1080 with 4 in flight.\n");
+	        "3 rounds; 300 pipelined frames of 1920x1080 with 4 in flight, then 300\n"
+	        "paced frames (one at a time, each fenced and displayed before the next).\n");
 }
 
 static void default_vshm(char *buf, size_t len)
@@ -139,6 +251,7 @@ int main(int argc, char **argv)
 		{ "rounds", required_argument, NULL, 'r' },
 		{ "frames", required_argument, NULL, 'f' },
 		{ "depth", required_argument, NULL, 'd' },
+		{ "paced", required_argument, NULL, 'p' },
 		{ "size", required_argument, NULL, 's' },
 		{ "small", required_argument, NULL, 'm' },
 		{ "info", required_argument, NULL, 'i' },
@@ -152,6 +265,7 @@ int main(int argc, char **argv)
 		.height = 1080,
 		.frames = 300,
 		.depth = 4,
+		.paced_frames = 300,
 		.small_cmds = 20000,
 		.info_cmds = 5000,
 		.latency_samples = 200,
@@ -162,7 +276,7 @@ int main(int argc, char **argv)
 	int c;
 
 	memset(be, 0, sizeof(be));
-	while ((c = getopt_long(argc, argv, "b:r:f:d:s:m:i:l:vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "b:r:f:d:p:s:m:i:l:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'b': {
 			char *eq = strchr(optarg, '=');
@@ -183,6 +297,9 @@ int main(int argc, char **argv)
 			break;
 		case 'd':
 			p.depth = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'p':
+			p.paced_frames = (unsigned)strtoul(optarg, NULL, 10);
 			break;
 		case 's':
 			if (sscanf(optarg, "%ux%u", &p.width, &p.height) != 2) {
@@ -227,8 +344,13 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < nbe; i++)
 		be[i].installed = access(be[i].path, X_OK) == 0;
 
-	printf("bench-2d: %ux%u, %u frames/run (%u in flight), %u rounds, backends alternate\n",
-	       p.width, p.height, p.frames, p.depth, rounds);
+	/* (e) first, on a quiet machine: the unit the paced CPU figure is expressed in. */
+	double ref = memcpy_frame_ns((size_t)p.width * p.height * 4);
+	printf("bench-2d: %ux%u, %u pipelined frames/run (%u in flight), %u paced frames/run, "
+	       "%u rounds, backends alternate\n",
+	       p.width, p.height, p.frames, p.depth, p.paced_frames, rounds);
+	printf("  memcpy of one %ux%u frame: %.3f ms (%.1f GB/s)\n", p.width, p.height, ref / 1e6,
+	       (double)p.width * p.height * 4 / ref);
 	for (unsigned i = 0; i < nbe; i++)
 		printf("  %-10s %s%s\n", be[i].name, be[i].path,
 		       be[i].installed ? "" : "  (not installed)");
@@ -250,16 +372,18 @@ int main(int argc, char **argv)
 			}
 			const struct bench_result *r = &b->res[b->ok++];
 			fprintf(stderr,
-			        "round %u, %-9s %.1f fps, %.3f ms CPU/frame, %" PRIu64 "/%" PRIu64
-			        " displayed\n",
+			        "round %u, %-9s pipelined %.1f fps, %.3f ms CPU/frame, %" PRIu64
+			        "/%" PRIu64
+			        " displayed; paced %.1f fps, %.3f ms CPU/frame, %" PRIu64
+			        "/%" PRIu64 " displayed\n",
 			        round + 1, b->name, r->fps, r->cpu_ms_per_frame,
-			        r->frames_displayed, r->frames_submitted);
+			        r->frames_displayed, r->frames_submitted, r->paced_fps,
+			        r->paced_cpu_ms_per_frame, r->paced_displayed, r->paced_submitted);
 		}
 	}
 
 	/* The table: medians over rounds, ratio first/second back-end. */
-	double ref = memcpy_frame_ns((size_t)p.width * p.height * 4);
-	printf("\n%-40s", "figure (median of rounds)");
+	printf("\n%-50s", "figure (median of rounds)");
 	for (unsigned i = 0; i < nbe; i++)
 		printf(" %14s", be[i].name);
 	if (nbe >= 2)
@@ -267,7 +391,9 @@ int main(int argc, char **argv)
 	printf("\n");
 	for (size_t k = 0; k < sizeof(rows) / sizeof(rows[0]); k++) {
 		double m[MAX_BACKENDS];
-		printf("%-40s", rows[k].label);
+		const struct row *row = rows[k].get ? &rows[k] : &rows[k - 1];
+		double scale = rows[k].get ? 1 : 1e6 / ref; /* ms -> multiples of (e) */
+		printf("%-50s", rows[k].label);
 		for (unsigned i = 0; i < nbe; i++) {
 			char cell[32];
 			m[i] = NAN;
@@ -276,7 +402,7 @@ int main(int argc, char **argv)
 			} else if (!be[i].ok) {
 				snprintf(cell, sizeof(cell), "failed");
 			} else {
-				m[i] = median_of(&be[i], &rows[k]);
+				m[i] = median_of(&be[i], row) * scale;
 				snprintf(cell, sizeof(cell), "%.*f", rows[k].decimals, m[i]);
 			}
 			printf(" %14s", cell);
@@ -289,8 +415,10 @@ int main(int argc, char **argv)
 		}
 		printf("\n");
 	}
-	printf("%-40s %14.0f   (%.1f GB/s; the floor for one full-frame copy)\n",
+	printf("%-50s %14.0f   (%.1f GB/s; the floor for one full-frame copy)\n",
 	       "(e) memcpy of one frame (ns)", ref, (double)p.width * p.height * 4 / ref);
+	if (nbe >= 2)
+		print_targets(be, nbe, ref);
 	for (unsigned i = 0; i < nbe; i++)
 		if (be[i].installed && be[i].ok < rounds)
 			printf("%s: %u of %u rounds failed; last error: %s\n", be[i].name,

@@ -129,6 +129,8 @@ static int complete_frame(struct run *r, uint64_t flush_seq, uint32_t tag)
 	return 0;
 }
 
+static int verify_frame(struct run *r, const char *mode, long *bad_out);
+
 struct settle {
 	uint64_t want;
 };
@@ -138,7 +140,10 @@ static bool settled(struct qdp *p, const struct qdp_stats *st, void *arg)
 	return st->tag_updates >= ((struct settle *)arg)->want;
 }
 
-/* (a) Full frames, @depth in flight, the display receiving every one. */
+/*
+ * (a) Full frames, pipelined: @depth in flight. A back-end may coalesce
+ * (latest frame wins), so the display need not receive every one.
+ */
 static int full_frames(struct run *r, struct bench_result *out)
 {
 	const struct bench_params *p = r->p;
@@ -193,7 +198,174 @@ static int full_frames(struct run *r, struct bench_result *out)
 	out->cpu_ms_per_frame_ticks = (double)(u1.cpu_ticks_ns - u0.cpu_ticks_ns) / 1e6 / n;
 	out->frames_submitted = n;
 	out->frames_displayed = tags1 - tags0;
+	return verify_frame(r, "pipelined", &out->pipelined_bad_pixels);
+}
+
+/*
+ * The display must show exactly the guest's final frame: a run whose
+ * display holds other pixels is void, whatever its speed.
+ */
+static int verify_frame(struct run *r, const char *mode, long *bad_out)
+{
+	const struct bench_params *p = r->p;
+	long first = -1;
+	long bad = qdp_compare(r->d, 0, 0, 0, p->width, p->height, r->res.pixels, r->res.stride,
+	                       &first);
+
+	*bad_out = bad;
+	if (bad < 0)
+		return fail(r, (int)bad, "%s: the display has no %ux%u scanout 0", mode, p->width,
+		            p->height);
+	if (bad > 0) {
+		uint32_t got = 0;
+		uint32_t x = (uint32_t)(first % p->width), y = (uint32_t)(first / p->width);
+		qdp_get_pixel(r->d, 0, x, y, &got);
+		return fail(r, -EBADMSG,
+		            "%s: final frame wrong on the display: %ld pixels differ, first at "
+		            "(%u,%u): 0x%08x, expected 0x%08x",
+		            mode, bad, x, y, got, r->res.pixels[(size_t)y * p->width + x]);
+	}
 	return 0;
+}
+
+/* Wait until no UPDATE bytes have arrived for @quiet_ms (at most @max_ms). */
+static void quiesce(struct run *r, int quiet_ms, int max_ms)
+{
+	struct qdp_stats st;
+	uint64_t last, t_end = bench_now_ns() + (uint64_t)max_ms * 1000000ull;
+
+	qdp_get_stats(r->d, &st);
+	last = st.update_bytes;
+	uint64_t t_change = bench_now_ns();
+	while (bench_now_ns() < t_end) {
+		usleep(5000);
+		qdp_get_stats(r->d, &st);
+		if (st.update_bytes != last) {
+			last = st.update_bytes;
+			t_change = bench_now_ns();
+		} else if (bench_now_ns() - t_change >= (uint64_t)quiet_ms * 1000000ull) {
+			return;
+		}
+	}
+}
+
+struct frame_wait {
+	uint64_t bytes; /* cumulative UPDATE bytes that include the whole frame */
+	uint32_t tag;
+};
+
+/* The display holds the frame's tag and has received a full frame's bytes since the last one. */
+static bool frame_received(struct qdp *p, const struct qdp_stats *st, void *arg)
+{
+	const struct frame_wait *w = arg;
+	uint32_t diff = (st->tag - w->tag) & 0xffffffu;
+
+	(void)p;
+	return st->tag_updates && diff < 0x800000u && st->update_bytes >= w->bytes;
+}
+
+struct flush_done {
+	uint64_t ns;
+	uint32_t resp_type;
+};
+
+static void on_flush_done(void *data, const struct tgd_done *d)
+{
+	struct flush_done *f = data;
+	f->ns = d->done_ns - d->submit_ns;
+	f->resp_type = d->resp_type;
+}
+
+/*
+ * (p) Paced full frames: frame N+1 (full TRANSFER_TO_HOST_2D + fenced full
+ * RESOURCE_FLUSH, submitted together) goes out only once frame N's fence
+ * completed AND the display received all of frame N's pixels. Nothing can
+ * be coalesced, so every back-end displays every frame and the CPU per
+ * frame is like for like.
+ */
+static int paced_frames(struct run *r, struct bench_result *out)
+{
+	const struct bench_params *p = r->p;
+	unsigned n = p->paced_frames;
+	uint64_t frame_bytes = (uint64_t)p->width * p->height * 4;
+	double *rtt = calloc(n ? n : 1, sizeof(*rtt));
+	struct qdp_stats st0, st1;
+	struct tbp_usage u0, u1;
+	int ret;
+
+	if (!rtt)
+		return fail(r, -ENOMEM, "paced frames");
+	/* A pipelined run may leave one last UPDATE in the socket: let it land first. */
+	quiesce(r, 50, 2000);
+	qdp_get_stats(r->d, &st0);
+	ret = usage(r, &u0);
+	uint64_t t0 = bench_now_ns();
+	for (unsigned f = 1; f <= n && ret == 0; f++) {
+		struct flush_done fd = { 0, 0 };
+		uint64_t seq;
+
+		/* New content: the tag pixel and one row of per-frame hash, then the whole frame.
+		 */
+		r->res.pixels[0] = TAG(++r->tag);
+		if (p->height > 1)
+			tgd_fill_rect(&r->res, 0, 1 + f % (p->height - 1), p->width, 1,
+			              TGD_PATTERN_HASH, r->tag);
+		tgd_set_batch(r->g, true);
+		ret = tgd_transfer_async(r->g, RES_ID, 0, 0, p->width, p->height, 0, false, NULL,
+		                         NULL, NULL);
+		if (ret == 0)
+			ret = tgd_flush_async(r->g, RES_ID, 0, 0, p->width, p->height, true,
+			                      on_flush_done, &fd, &seq);
+		tgd_set_batch(r->g, false);
+		if (ret == 0)
+			ret = tgd_kick(r->g, TGD_QUEUE_CTRL);
+		if (ret < 0) {
+			ret = fail(r, ret, "paced: submitting frame %u", f);
+			break;
+		}
+		ret = tgd_wait_seq(r->g, seq, TIMEOUT_MS);
+		if (ret < 0) {
+			ret = fail(r, ret, "paced: waiting for the fence of frame %u", f);
+			break;
+		}
+		if (fd.resp_type != VIRTIO_GPU_RESP_OK_NODATA) {
+			ret = fail(r, -EPROTO, "paced: flush of frame %u answered 0x%x", f,
+			           fd.resp_type);
+			break;
+		}
+		rtt[f - 1] = (double)fd.ns / 1e3;
+		struct frame_wait w = { st0.update_bytes + (uint64_t)f * frame_bytes, TAG(r->tag) };
+		ret = qdp_wait(r->d, frame_received, &w, TIMEOUT_MS);
+		if (ret < 0)
+			ret = fail(r, ret, "paced: waiting for the display to receive frame %u", f);
+	}
+	uint64_t t1 = bench_now_ns();
+	if (ret == 0)
+		ret = usage(r, &u1);
+	if (ret == 0) {
+		/* Anything extra (a duplicate UPDATE) would show up in the counts: let it land. */
+		quiesce(r, 20, 200);
+		qdp_get_stats(r->d, &st1);
+		out->paced_fps = (double)n / ((double)(t1 - t0) / 1e9);
+		out->paced_cpu_ms_per_frame = (double)(u1.cpu_ns - u0.cpu_ns) / 1e6 / n;
+		out->paced_cpu_ms_per_frame_ticks =
+		        (double)(u1.cpu_ticks_ns - u0.cpu_ticks_ns) / 1e6 / n;
+		out->paced_submitted = n;
+		out->paced_displayed = st1.tag_updates - st0.tag_updates;
+		out->paced_update_bytes = st1.update_bytes - st0.update_bytes;
+		out->paced_rtt_p50_us = bench_percentile(rtt, n, 50);
+		out->paced_rtt_p99_us = bench_percentile(rtt, n, 99);
+		ret = verify_frame(r, "paced", &out->paced_bad_pixels);
+	}
+	free(rtt);
+	if (ret == 0 && (out->paced_displayed != n || out->paced_update_bytes != n * frame_bytes))
+		ret = fail(r, -EBADMSG,
+		           "paced: %u frames submitted, %llu UPDATEs at (0,0) and %llu pixel "
+		           "bytes (%.2f frames) displayed",
+		           n, (unsigned long long)out->paced_displayed,
+		           (unsigned long long)out->paced_update_bytes,
+		           (double)out->paced_update_bytes / (double)frame_bytes);
+	return ret;
 }
 
 /* (b) Pipelined small commands; tgd_submit() waits for ring space by itself. */
@@ -275,6 +447,8 @@ int bench_run(const char *exe, const struct bench_params *p, struct bench_result
 		ret = setup_frame(&r);
 	if (ret == 0)
 		ret = full_frames(&r, out);
+	if (ret == 0 && p->paced_frames)
+		ret = paced_frames(&r, out);
 	if (ret == 0)
 		ret = small_commands(&r, out);
 	if (ret == 0)

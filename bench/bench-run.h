@@ -16,8 +16,9 @@
 
 struct bench_params {
 	uint32_t width, height;   /* the full-frame size (1920x1080) */
-	unsigned frames;          /* full frames per run */
-	unsigned depth;           /* full frames in flight */
+	unsigned frames;          /* full frames per run, pipelined */
+	unsigned depth;           /* full frames in flight, pipelined */
+	unsigned paced_frames;    /* full frames per run, paced (one at a time, all displayed) */
 	unsigned small_cmds;      /* 1x1 flushes per run */
 	unsigned info_cmds;       /* GET_DISPLAY_INFO per run */
 	unsigned latency_samples; /* fenced flushes timed one at a time, per size */
@@ -25,11 +26,26 @@ struct bench_params {
 };
 
 struct bench_result {
-	/* (a) full frames: TRANSFER_TO_HOST_2D + fenced RESOURCE_FLUSH, display receiving. */
+	/*
+	 * (a) full frames, pipelined (@depth in flight, coalescing allowed):
+	 * TRANSFER_TO_HOST_2D + fenced RESOURCE_FLUSH, display receiving.
+	 */
 	double fps;
 	double cpu_ms_per_frame;       /* schedstat, all back-end threads */
 	double cpu_ms_per_frame_ticks; /* /proc/PID/stat utime+stime */
 	uint64_t frames_submitted, frames_displayed;
+	/*
+	 * (p) full frames, paced: frame N+1 is submitted only once frame N's
+	 * fence completed and the display received all of frame N's pixels.
+	 */
+	double paced_fps;
+	double paced_cpu_ms_per_frame;       /* schedstat */
+	double paced_cpu_ms_per_frame_ticks; /* stat ticks */
+	uint64_t paced_submitted, paced_displayed;
+	uint64_t paced_update_bytes;               /* UPDATE pixel bytes the display received */
+	double paced_rtt_p50_us, paced_rtt_p99_us; /* fenced flush submit -> response */
+	/* Pixels of the final frame that differ from the guest's (0, or the run fails). */
+	long pipelined_bad_pixels, paced_bad_pixels;
 	/* (b) small commands, pipelined. */
 	double small_flush_per_s;
 	double display_info_per_s;
