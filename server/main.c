@@ -27,6 +27,8 @@
 
 #include "vshm-config.h"
 
+#include "consumers.h"
+#include "compat.h"
 #include "gpu.h"
 #include "options.h"
 #include "qemu_display.h"
@@ -40,6 +42,10 @@ struct daemon {
 	struct vshm_vu_dev *dev;
 	struct vgs_qemu_display *qd;
 	bool display_attached;
+	struct vgs_compat compat; /* blob window, shared memory conventions, crosvm --params */
+	/* Display consumers on --display sockets; NULL without --display. */
+	struct vgs_consumers *cons;
+	bool cons_attached;
 
 	/*
 	 * The engine talks to us, and we forward to the device model: the
@@ -96,6 +102,8 @@ static void fwd_queue_kick(void *data, struct vshm_vq *vq)
 {
 	struct daemon *d = data;
 
+	/* A kick is the guest talking to the GPU: consumers see it in HEARTBEAT. */
+	vgs_consumers_note_guest_activity(d->cons);
 	d->gpu_ops->queue_kick(d->gpu, vq);
 }
 
@@ -249,6 +257,14 @@ static void on_signal(int signo, void *data)
 	vshm_event_loop_quit(d->loop, 0);
 }
 
+static void log_stats(struct daemon *d);
+
+static void on_sigusr1(int signo, void *data)
+{
+	(void)signo;
+	log_stats(data);
+}
+
 /* ---- capabilities ------------------------------------------------------------ */
 
 /*
@@ -339,6 +355,8 @@ static void log_stats(struct daemon *d)
 		         (unsigned long long)qs.queries, (unsigned long long)qs.query_timeouts,
 		         (unsigned long long)qs.bytes_sent);
 	}
+	if (d->cons)
+		vgs_consumers_log_stats(d->cons, VSHM_LOG_INFO);
 }
 
 static void gpu_config_from_options(const struct vgs_options *o, struct vgs_gpu_config *cfg)
@@ -359,6 +377,41 @@ static void gpu_config_from_options(const struct vgs_options *o, struct vgs_gpu_
 		cfg->limits.max_host_bytes = o->max_host_memory;
 }
 
+static int setup_consumers(struct daemon *d)
+{
+	const struct vgs_options *o = &d->opts;
+	struct vgs_consumers_config cc;
+	int r;
+
+	vgs_consumers_config_defaults(&cc);
+	cc.num_scanouts = o->num_scanouts;
+	if (o->heartbeat_ms)
+		cc.heartbeat_ms = o->heartbeat_ms;
+	if (o->release_timeout_ms)
+		cc.release_timeout_ms = o->release_timeout_ms;
+	if (o->consumer_deadline_ms)
+		cc.consumer_deadline_ms = o->consumer_deadline_ms;
+	r = vgs_consumers_new(d->loop, &cc, &d->cons);
+	if (r < 0)
+		return r;
+	for (unsigned i = 0; i < o->num_displays; i++) {
+		const struct vgs_display_opt *dp = &o->displays[i];
+
+		r = vgs_consumers_listen(d->cons, dp->path, dp->scanouts,
+		                         dp->role[0] ? dp->role : NULL);
+		if (r < 0) {
+			vshm_log(VSHM_LOG_ERROR, "--display: cannot listen on %s: %s", dp->path,
+			         strerror(-r));
+			return r;
+		}
+	}
+	r = vgs_gpu_add_display(d->gpu, vgs_consumers_sink(d->cons));
+	if (r < 0)
+		return r;
+	d->cons_attached = true;
+	return 0;
+}
+
 static int setup(struct daemon *d)
 {
 	const struct vgs_options *o = &d->opts;
@@ -373,10 +426,12 @@ static int setup(struct daemon *d)
 	if (r < 0)
 		goto fail;
 	if ((r = vshm_event_loop_add_signal(d->loop, SIGTERM, on_signal, d)) < 0 ||
-	    (r = vshm_event_loop_add_signal(d->loop, SIGINT, on_signal, d)) < 0)
+	    (r = vshm_event_loop_add_signal(d->loop, SIGINT, on_signal, d)) < 0 ||
+	    (r = vshm_event_loop_add_signal(d->loop, SIGUSR1, on_sigusr1, d)) < 0)
 		goto fail;
 
 	gpu_config_from_options(o, &gc);
+	vgs_compat_gpu_config(&d->compat, &gc);
 	r = vgs_gpu_new(&gc, &d->gpu);
 	if (r < 0)
 		goto fail;
@@ -392,6 +447,9 @@ static int setup(struct daemon *d)
 		goto fail;
 	d->display_attached = true;
 	vgs_gpu_set_request_hook(d->gpu, on_gpu_request, d);
+	/* Consumers (crosvm style) work with or without QEMU's display socket. */
+	if (o->num_displays && (r = setup_consumers(d)) < 0)
+		return r;
 
 	vshm_vu_config_defaults(&vc);
 	vc.num_queues = 2;
@@ -401,6 +459,7 @@ static int setup(struct daemon *d)
 	                       VSHM_VU_PF_BACKEND_SEND_FD | VSHM_VU_PF_CONFIG |
 	                       VSHM_VU_PF_CONFIGURE_MEM_SLOTS | VSHM_VU_PF_STATUS |
 	                       VSHM_VU_PF_RESET_DEVICE;
+	vgs_compat_vu_config(&d->compat, &vc); /* SHMEM (+ crosvm bit 31) with a window */
 	d->gpu_ops = vgs_gpu_device_ops();
 	build_ops(d);
 	iface = vshm_event_loop_iface(d->loop);
@@ -444,11 +503,15 @@ static void teardown(struct daemon *d)
 	d->dev = NULL;
 	if (d->display_attached)
 		vgs_gpu_remove_display(d->gpu, vgs_qemu_display_sink(d->qd));
+	if (d->cons_attached)
+		vgs_gpu_remove_display(d->gpu, vgs_consumers_sink(d->cons));
 	if (d->gpu)
 		vgs_gpu_destroy(d->gpu);
 	d->gpu = NULL;
 	vgs_qemu_display_destroy(d->qd);
 	d->qd = NULL;
+	vgs_consumers_destroy(d->cons);
+	d->cons = NULL;
 	if (d->listen_watch)
 		vshm_event_loop_remove_fd(d->loop, d->listen_watch);
 	if (d->listen_fd >= 0) {
@@ -497,8 +560,13 @@ int main(int argc, char *argv[])
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGUSR1); /* a stats request during start-up must not kill us */
 	sigprocmask(SIG_BLOCK, &sigs, NULL);
 
+	if (vgs_compat_prepare(&d.opts, &d.compat, err, sizeof(err)) < 0) {
+		fprintf(stderr, "vshm-gpu: %s\n", err);
+		return EXIT_USAGE;
+	}
 	/* Conventions: a requested feature that cannot work fails before serving. */
 	if (d.opts.virgl && !virgl_usable()) {
 		vshm_log(VSHM_LOG_ERROR, "--virgl: 3D rendering (virglrenderer) is not supported "

@@ -18,6 +18,16 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_MAX_RESOURCES,
 	OPT_MAX_HOST_MEMORY,
+	OPT_PARAMS,
+	OPT_HOST_VISIBLE_SIZE,
+	OPT_CROSVM_LEGACY_SHMEM,
+	OPT_WAYLAND_SOCK,
+	OPT_X_DISPLAY,
+	OPT_RESOURCE_BRIDGE,
+	OPT_DISPLAY,
+	OPT_HEARTBEAT_MS,
+	OPT_RELEASE_TIMEOUT_MS,
+	OPT_CONSUMER_DEADLINE_MS,
 };
 
 /* Short letters follow QEMU's contrib back-end, so existing scripts keep working. */
@@ -34,6 +44,18 @@ static const struct option long_opts[] = {
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 	{ "max-resources", required_argument, NULL, OPT_MAX_RESOURCES },
 	{ "max-host-memory", required_argument, NULL, OPT_MAX_HOST_MEMORY },
+	{ "display", required_argument, NULL, OPT_DISPLAY },
+	{ "heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT_MS },
+	{ "release-timeout-ms", required_argument, NULL, OPT_RELEASE_TIMEOUT_MS },
+	{ "consumer-deadline-ms", required_argument, NULL, OPT_CONSUMER_DEADLINE_MS },
+	/* crosvm's `crosvm device gpu` spellings */
+	{ "socket", required_argument, NULL, 's' },
+	{ "params", required_argument, NULL, OPT_PARAMS },
+	{ "wayland-sock", required_argument, NULL, OPT_WAYLAND_SOCK },
+	{ "x-display", required_argument, NULL, OPT_X_DISPLAY },
+	{ "resource-bridge", required_argument, NULL, OPT_RESOURCE_BRIDGE },
+	{ "host-visible-size", required_argument, NULL, OPT_HOST_VISIBLE_SIZE },
+	{ "crosvm-legacy-shmem", no_argument, NULL, OPT_CROSVM_LEGACY_SHMEM },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -56,6 +78,29 @@ static const char usage_text[] =
         "      --max-host-memory=SIZE host memory for resource copies, SIZE[K|M|G]\n"
         "  -r, --render-node=PATH     DRM render node (checked; unused until 3D lands)\n"
         "  -v, --virgl                3D via virglrenderer (not supported yet: fails)\n"
+        "\n"
+        "Display consumers (docs/protocol.md; work with or without QEMU's display):\n"
+        "      --display=PATH[,scanouts=LIST][,role=NAME]\n"
+        "                             listen for display consumers on the UNIX socket\n"
+        "                             PATH; LIST limits the scanouts served there (e.g.\n"
+        "                             0,1 or 0-3; default all); NAME admits only vshm\n"
+        "                             consumers of that HELLO role; repeatable (up to 8)\n"
+        "      --heartbeat-ms=N       HEARTBEAT period, 5..10000 (default 100)\n"
+        "      --release-timeout-ms=N reclaim unreleased frames after N ms, 1..60000\n"
+        "                             (default 250)\n"
+        "      --consumer-deadline-ms=N\n"
+        "                             close a consumer that reads nothing for N ms,\n"
+        "                             10..600000 (default 2000)\n"
+        "\n"
+        "Blobs and crosvm compatibility (docs/compatibility.md):\n"
+        "      --host-visible-size=SIZE\n"
+        "                             host-visible shared memory window for mappable\n"
+        "                             blobs, SIZE[K|M|G], 0 = none (default 1G)\n"
+        "      --crosvm-legacy-shmem  also offer crosvm's pre-2025-12 shared memory bit 31\n"
+        "                             (implied by --params)\n"
+        "      --params=JSON          crosvm GpuParameters: backend \"2d\", displays, width,\n"
+        "                             height, max-num-displays, pci-bar-size, udmabuf\n"
+        "      --socket=PATH          crosvm's alias of --socket-path\n"
         "\n"
         "Other:\n"
         "  -c, --print-capabilities   print the back-end capabilities as JSON and exit\n"
@@ -180,6 +225,102 @@ static bool parse_mode(const char *s, uint32_t *w, uint32_t *h, int *scanout)
 	return *end == '\0';
 }
 
+/* "0,1", "0-3", "0-1,5": scanout ids < VGS_MAX_SCANOUTS; *mask gets the bits. */
+static bool parse_scanout_list(const char *s, uint32_t *mask)
+{
+	const char *p = s, *end;
+	uint64_t a, b;
+
+	*mask = 0;
+	for (;;) {
+		if (!parse_u64(p, &end, &a) || a >= VGS_MAX_SCANOUTS)
+			return false;
+		b = a;
+		if (*end == '-') {
+			if (!parse_u64(end + 1, &end, &b) || b >= VGS_MAX_SCANOUTS || b < a)
+				return false;
+		}
+		for (uint64_t i = a; i <= b; i++)
+			*mask |= 1u << i;
+		if (*end == '\0')
+			return true;
+		if (*end != ',')
+			return false;
+		p = end + 1;
+	}
+}
+
+static bool role_char_ok(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       ch == '.' || ch == '_' || ch == '-';
+}
+
+/*
+ * PATH[,scanouts=LIST][,role=NAME]. LIST may itself contain commas: the
+ * bare numbers and ranges after "scanouts=" continue the list.
+ */
+static int parse_display(const char *arg, struct vgs_display_opt *d, char *err, size_t errlen)
+{
+	const char *comma = strchr(arg, ',');
+	size_t plen = comma ? (size_t)(comma - arg) : strlen(arg);
+	char list[128] = "";
+	bool have_list = false, have_role = false, in_list = false;
+
+	memset(d, 0, sizeof(*d));
+	if (plen == 0)
+		return fail(err, errlen, "--display: empty socket path");
+	if (plen >= sizeof(d->path))
+		return fail(err, errlen, "--display: socket path longer than %zu bytes",
+		            sizeof(d->path) - 1);
+	memcpy(d->path, arg, plen);
+	while (comma) {
+		const char *tok = comma + 1, *next = strchr(tok, ',');
+		size_t len = next ? (size_t)(next - tok) : strlen(tok);
+
+		comma = next;
+		if (len > 9 && !strncmp(tok, "scanouts=", 9)) {
+			if (have_list)
+				return fail(err, errlen, "--display: scanouts= given twice");
+			have_list = in_list = true;
+			if (len - 9 >= sizeof(list))
+				return fail(err, errlen, "--display: scanout list too long");
+			memcpy(list, tok + 9, len - 9);
+			list[len - 9] = '\0';
+		} else if (len > 5 && !strncmp(tok, "role=", 5)) {
+			if (have_role)
+				return fail(err, errlen, "--display: role= given twice");
+			have_role = true;
+			in_list = false;
+			if (len - 5 >= sizeof(d->role))
+				return fail(err, errlen, "--display: role longer than %zu bytes",
+				            sizeof(d->role) - 1);
+			for (size_t i = 5; i < len; i++)
+				if (!role_char_ok(tok[i]))
+					return fail(err, errlen,
+					            "--display: role may use only [A-Za-z0-9._-]");
+			memcpy(d->role, tok + 5, len - 5);
+		} else if (in_list && len > 0 && tok[0] >= '0' && tok[0] <= '9') {
+			size_t have = strlen(list);
+
+			if (have + 1 + len >= sizeof(list))
+				return fail(err, errlen, "--display: scanout list too long");
+			list[have] = ',';
+			memcpy(list + have + 1, tok, len);
+			list[have + 1 + len] = '\0';
+		} else {
+			return fail(err, errlen, "--display: unknown sub-option '%.*s'", (int)len,
+			            tok);
+		}
+	}
+	if (have_list && !parse_scanout_list(list, &d->scanouts))
+		return fail(err, errlen,
+		            "--display: scanouts='%s' is not a list like 0,1 or 0-3 "
+		            "(ids < %d)",
+		            list, VGS_MAX_SCANOUTS);
+	return 0;
+}
+
 static void defaults(struct vgs_options *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -283,6 +424,60 @@ int vgs_options_parse(int argc, char *const argv[], struct vgs_options *o, char 
 				            optarg);
 			o->max_host_memory = size;
 			break;
+		case OPT_DISPLAY:
+			if (o->num_displays == VGS_OPT_MAX_DISPLAYS)
+				return fail(err, errlen, "--display: more than %d sockets",
+				            VGS_OPT_MAX_DISPLAYS);
+			if (parse_display(optarg, &o->displays[o->num_displays], err, errlen) < 0)
+				return -EINVAL;
+			o->num_displays++;
+			break;
+		case OPT_HEARTBEAT_MS:
+			if (!parse_u32_full(optarg, 10000, &u) || u < 5)
+				return fail(err, errlen, "--heartbeat-ms: '%s' is not in 5..10000",
+				            optarg);
+			o->heartbeat_ms = u;
+			break;
+		case OPT_RELEASE_TIMEOUT_MS:
+			if (!parse_u32_full(optarg, 60000, &u) || u < 1)
+				return fail(err, errlen,
+				            "--release-timeout-ms: '%s' is not in 1..60000",
+				            optarg);
+			o->release_timeout_ms = u;
+			break;
+		case OPT_CONSUMER_DEADLINE_MS:
+			if (!parse_u32_full(optarg, 600000, &u) || u < 10)
+				return fail(err, errlen,
+				            "--consumer-deadline-ms: '%s' is not in 10..600000",
+				            optarg);
+			o->consumer_deadline_ms = u;
+			break;
+		case OPT_PARAMS:
+			o->crosvm_params = optarg; /* parsed by the daemon (json-c) */
+			break;
+		case OPT_HOST_VISIBLE_SIZE:
+			if (!parse_size(optarg, &size) || size % 4096 ||
+			    (size && (size < (1ull << 20) || size > (1ull << 40))))
+				return fail(err, errlen,
+				            "--host-visible-size: '%s' is not 0 or a "
+				            "4K multiple in 1M..1024G",
+				            optarg);
+			o->host_visible_size = size;
+			o->host_visible_set = true;
+			break;
+		case OPT_CROSVM_LEGACY_SHMEM:
+			o->crosvm_legacy_shmem = true;
+			break;
+		case OPT_WAYLAND_SOCK:
+		case OPT_X_DISPLAY:
+		case OPT_RESOURCE_BRIDGE:
+			/* vshm-gpu does not present windows itself: consumers do. */
+			return fail(err, errlen,
+			            "%s is not supported: vshm-gpu does not draw windows itself; "
+			            "show scanouts through --display consumers instead",
+			            c == OPT_WAYLAND_SOCK ? "--wayland-sock"
+			            : c == OPT_X_DISPLAY  ? "--x-display"
+			                                  : "--resource-bridge");
 		case 'h':
 			o->action = VGS_ACTION_HELP;
 			return 0;
@@ -305,6 +500,16 @@ int vgs_options_parse(int argc, char *const argv[], struct vgs_options *o, char 
 		return fail(err, errlen, "--socket-path and --fd are mutually exclusive");
 	if (!o->socket_path && !have_fd)
 		return fail(err, errlen, "one of --socket-path or --fd is required");
+	for (unsigned i = 0; i < o->num_displays; i++) {
+		if (o->displays[i].scanouts >> o->num_scanouts)
+			return fail(err, errlen,
+			            "--display=%s: a scanout in scanouts= is >= --scanouts=%u",
+			            o->displays[i].path, o->num_scanouts);
+		for (unsigned j = 0; j < i; j++)
+			if (!strcmp(o->displays[i].path, o->displays[j].path))
+				return fail(err, errlen, "--display: socket %s given twice",
+				            o->displays[i].path);
+	}
 	if (o->mode_mask >> o->num_scanouts)
 		return fail(err, errlen, "--mode: a mode is given for a scanout >= --scanouts=%u",
 		            o->num_scanouts);

@@ -22,6 +22,17 @@ enum vgs_options_action {
 	VGS_ACTION_PRINT_CAPABILITIES,
 };
 
+/* --display PATH[,scanouts=LIST][,role=NAME] */
+#define VGS_OPT_MAX_DISPLAYS 8
+#define VGS_OPT_DISPLAY_PATH 108 /* sun_path, NUL included */
+#define VGS_OPT_DISPLAY_ROLE 32  /* HELLO role, NUL included */
+
+struct vgs_display_opt {
+	char path[VGS_OPT_DISPLAY_PATH];
+	uint32_t scanouts;               /* bit n = scanout n may be served; 0 = all */
+	char role[VGS_OPT_DISPLAY_ROLE]; /* "" = any role */
+};
+
 struct vgs_options {
 	enum vgs_options_action action;
 	const char *socket_path; /* --socket-path (points into argv) */
@@ -35,6 +46,17 @@ struct vgs_options {
 	int log_level;            /* enum vshm_log_level value; default 2 (info) */
 	uint32_t max_resources;   /* --max-resources, 0 = default */
 	uint64_t max_host_memory; /* --max-host-memory in bytes, 0 = default */
+	/* Display consumer sockets and their timing (0 = the consumers' default). */
+	struct vgs_display_opt displays[VGS_OPT_MAX_DISPLAYS];
+	unsigned num_displays;
+	uint32_t heartbeat_ms;         /* --heartbeat-ms, 5..10000 */
+	uint32_t release_timeout_ms;   /* --release-timeout-ms, 1..60000 */
+	uint32_t consumer_deadline_ms; /* --consumer-deadline-ms, 10..600000 */
+	/* crosvm compatibility (server/compat.h, docs/compatibility.md). */
+	const char *crosvm_params;  /* --params JSON (points into argv), NULL when absent */
+	uint64_t host_visible_size; /* --host-visible-size in bytes (0 = no region) */
+	bool host_visible_set;      /* --host-visible-size was given */
+	bool crosvm_legacy_shmem;   /* --crosvm-legacy-shmem */
 };
 
 /* Limits enforced by the parser. */

@@ -16,6 +16,10 @@
 
 #include "gpu-internal.h"
 
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010 /* Linux 5.1 */
+#endif
+
 /* DRM fourcc codes, spelled out so we need no libdrm headers. */
 #define FOURCC(a, b, c, d)                                                                         \
 	((uint32_t)(a) | ((uint32_t)(b) << 8) | ((uint32_t)(c) << 16) | ((uint32_t)(d) << 24))
@@ -69,6 +73,14 @@ static int map_memfd(struct vgs_image *img)
 	p = mmap(NULL, img->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		goto fail;
+	/*
+	 * Our writable mapping exists; from now on nobody (a display consumer
+	 * reopening /proc/self/fd/N O_RDWR included) can write, map writable
+	 * or change the seals (docs/protocol.md section 8). Kernels before 5.1
+	 * lack F_SEAL_FUTURE_WRITE: the image still works, and the consumers
+	 * module, which checks the seals, does not share it.
+	 */
+	(void)fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL);
 	img->memfd = fd;
 	img->data = p;
 	return 0;
@@ -125,6 +137,11 @@ void vgs_image_unref(struct vgs_image *img)
 {
 	if (!img || --img->refcount > 0)
 		return;
+	if (img->release) { /* a view (image_view.c): the pixels are not ours */
+		img->release(img, img->release_data);
+		free(img);
+		return;
+	}
 	munmap(img->data, img->size);
 	if (img->memfd >= 0)
 		close(img->memfd);

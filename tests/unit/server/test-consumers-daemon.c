@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-consumers-daemon.c - the built vshm-gpu with --display and no QEMU
+ * display socket (crosvm style): a mini VMM (tests/frontend) brings the
+ * device up and draws, a vshm consumer reads the exact pixels straight
+ * from the shared memory it was given (zero-copy: no UPDATE ever arrives).
+ *
+ * The daemon's path is the test's first argument (meson passes it).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <vshm/conn.h>
+#include <vshm-proto/qemu-display.h>
+#include <vshm-proto/vshm-display.h>
+
+#include "backend-proc.h"
+#include "gpu-driver.h"
+#include "test-runner.h"
+
+#define W 320
+#define H 200
+
+static char exe_path[4096];
+static uint8_t payload[1u << 20];
+
+static const char *daemon_path(void)
+{
+	char buf[8192];
+	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	size_t first;
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return NULL;
+	buf[n] = 0;
+	first = strlen(buf) + 1;
+	if (first >= (size_t)n)
+		return getenv("VSHM_GPU_EXE");
+	snprintf(exe_path, sizeof(exe_path), "%s", buf + first);
+	return exe_path;
+}
+
+struct msg {
+	struct vhost_user_gpu_hdr h;
+	int fd;
+};
+
+/* Blocking read of one message (payload into payload[]), 5 s at most. */
+static void recv_msg(int sock, struct msg *m)
+{
+	size_t got = 0, want = sizeof(m->h);
+	uint8_t *dst = (uint8_t *)&m->h;
+	bool hdr = true;
+
+	m->fd = -1;
+	for (;;) {
+		union {
+			struct cmsghdr a;
+			char b[CMSG_SPACE(sizeof(int) * 4)];
+		} ctrl;
+		struct iovec iov = { dst + got, want - got };
+		struct msghdr mh = { .msg_iov = &iov,
+			             .msg_iovlen = 1,
+			             .msg_control = ctrl.b,
+			             .msg_controllen = sizeof(ctrl.b) };
+		struct pollfd p = { sock, POLLIN, 0 };
+		ssize_t n;
+
+		if (got == want) {
+			if (!hdr)
+				return;
+			CHECK(m->h.size <= sizeof(payload));
+			hdr = false;
+			dst = payload;
+			got = 0;
+			want = m->h.size;
+			continue;
+		}
+		CHECK_EQ(poll(&p, 1, 5000), 1);
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+		CHECK(n > 0);
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+			if (c->cmsg_type == SCM_RIGHTS)
+				memcpy(&m->fd, CMSG_DATA(c), sizeof(int));
+		got += (size_t)n;
+	}
+}
+
+static void send_msg(int sock, uint32_t req, uint32_t flags, const void *p, uint32_t n)
+{
+	uint8_t buf[12 + 64];
+	struct vhost_user_gpu_hdr h = { req, flags, n };
+
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), p, n);
+	CHECK_EQ(send(sock, buf, sizeof(h) + n, MSG_NOSIGNAL), (ssize_t)(sizeof(h) + n));
+}
+
+/* Read until a FRAME of scanout 0 with seq >= @min_seq; tracks buffers and the scanout. */
+struct view {
+	uint32_t buffer_id;
+	const uint8_t *map[8];
+	uint32_t ids[8];
+	struct vshm_display_shm_buffer bufs[8];
+	unsigned n;
+	uint64_t updates;
+};
+
+static const struct vshm_display_shm_buffer *find(struct view *v, uint32_t id, const uint8_t **map)
+{
+	for (unsigned i = 0; i < v->n; i++)
+		if (v->ids[i] == id) {
+			*map = v->map[i];
+			return &v->bufs[i];
+		}
+	return NULL;
+}
+
+static void wait_frame(int sock, struct view *v, uint64_t min_seq, struct vshm_display_frame *fr)
+{
+	for (;;) {
+		struct msg m;
+
+		recv_msg(sock, &m);
+		if (m.h.request == VHOST_USER_GPU_UPDATE)
+			v->updates++;
+		if (m.h.request == VSHM_DISPLAY_SHM_BUFFER) {
+			CHECK(v->n < 8);
+			CHECK(m.fd >= 0);
+			memcpy(&v->bufs[v->n], payload, sizeof(v->bufs[0]));
+			v->ids[v->n] = v->bufs[v->n].buffer_id;
+			v->map[v->n] =
+			        mmap(NULL, v->bufs[v->n].size, PROT_READ, MAP_SHARED, m.fd, 0);
+			CHECK(v->map[v->n] != MAP_FAILED);
+			close(m.fd);
+			v->n++;
+			continue;
+		}
+		if (m.fd >= 0)
+			close(m.fd);
+		if (m.h.request == VSHM_DISPLAY_FRAME) {
+			memcpy(fr, payload, sizeof(*fr));
+			if (fr->scanout_id == 0 && fr->seq >= min_seq)
+				return;
+		}
+	}
+}
+
+static void check_pixels(struct view *v, const struct vshm_display_frame *fr,
+                         const struct tgd_resource *res)
+{
+	const struct vshm_display_shm_buffer *b;
+	const uint8_t *map = NULL;
+
+	b = find(v, fr->buffer_id, &map);
+	CHECK(b != NULL);
+	CHECK_EQ(b->width, W);
+	CHECK_EQ(b->height, H);
+	for (uint32_t y = 0; y < H; y++)
+		CHECK_MEM_EQ(map + b->offset + (size_t)y * b->stride,
+		             (const uint8_t *)res->pixels + (size_t)y * res->stride, W * 4);
+}
+
+TEST(daemon_display_consumer_reads_exact_pixels_zero_copy)
+{
+	const char *exe = daemon_path();
+	char dir[] = "/tmp/vshm-cint-XXXXXX", sock_path[64], arg[160];
+	const char *args[4];
+	struct tbp be;
+	struct tgd *g;
+	struct tgd_resource res;
+	struct tgd_bringup bu = { 0 };
+	struct vshm_display_hello hello = { .version = 1, .scanouts = 1 };
+	struct vshm_display_hello_reply rep;
+	struct vshm_display_frame fr;
+	struct vshm_display_rect rect;
+	struct view v = { 0 };
+	uint64_t feat = VSHM_DISPLAY_PROTOCOL_F_VSHM;
+	struct msg m;
+	int sock;
+
+	CHECK(exe != NULL);
+	CHECK(mkdtemp(dir));
+	snprintf(sock_path, sizeof(sock_path), "%.40s/cons.sock", dir);
+	snprintf(arg, sizeof(arg), "--display=%s,scanouts=0,role=recorder", sock_path);
+	args[0] = arg;
+	args[1] = "--heartbeat-ms=50";
+	args[2] = "--mode=320x200";
+	args[3] = NULL;
+	CHECK_OK(tbp_spawn(exe, args, false, 5000, &be));
+	CHECK_OK(tgd_new(NULL, &g));
+	CHECK_OK(tgd_connect(g, be.sock));
+	/* No display hook: this VMM never sends request 33. */
+	CHECK_OK(tgd_bringup_qemu(g, &bu));
+
+	CHECK_OK(vshm_unix_connect(sock_path, &sock));
+	recv_msg(sock, &m);
+	CHECK_EQ(m.h.request, VHOST_USER_GPU_GET_PROTOCOL_FEATURES);
+	send_msg(sock, VHOST_USER_GPU_GET_PROTOCOL_FEATURES, VHOST_USER_GPU_MSG_FLAG_REPLY, &feat,
+	         8);
+	recv_msg(sock, &m);
+	CHECK_EQ(m.h.request, VHOST_USER_GPU_SET_PROTOCOL_FEATURES);
+	strcpy(hello.role, "recorder");
+	send_msg(sock, VSHM_DISPLAY_HELLO, 0, &hello, sizeof(hello));
+	recv_msg(sock, &m);
+	CHECK_EQ(m.h.request, VSHM_DISPLAY_HELLO);
+	memcpy(&rep, payload, sizeof(rep));
+	CHECK_EQ(rep.granted, 1);
+	CHECK_EQ(rep.heartbeat_period_ms, 50);
+
+	/* The guest draws. */
+	CHECK_OK(tgd_resource_new(g, 1, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, W, H, 3, &res));
+	tgd_fill(&res, TGD_PATTERN_HASH, 1);
+	CHECK_OK(tgd_set_scanout(g, 0, res.id, 0, 0, W, H));
+	CHECK_OK(tgd_transfer_to_host_2d(g, res.id, 0, 0, W, H, 0, false));
+	CHECK_OK(tgd_resource_flush(g, res.id, 0, 0, W, H, true));
+	wait_frame(sock, &v, 2, &fr);
+	check_pixels(&v, &fr, &res);
+
+	/* A damaged sub-rectangle: the FRAME names it, the memory has it. */
+	tgd_fill_rect(&res, 17, 33, 101, 57, TGD_PATTERN_HASH, 2);
+	CHECK_OK(tgd_transfer_to_host_2d(g, res.id, 17, 33, 101, 57,
+	                                 (uint64_t)33 * res.stride + 17 * 4, false));
+	CHECK_OK(tgd_resource_flush(g, res.id, 17, 33, 101, 57, true));
+	wait_frame(sock, &v, fr.seq + 1, &fr);
+	CHECK_EQ(fr.num_rects, 1);
+	memcpy(&rect, payload + sizeof(fr), sizeof(rect));
+	CHECK_EQ(rect.x, 17);
+	CHECK_EQ(rect.y, 33);
+	CHECK_EQ(rect.width, 101);
+	CHECK_EQ(rect.height, 57);
+	CHECK(fr.send_ns >= fr.flush_ns);
+	check_pixels(&v, &fr, &res);
+	CHECK_EQ(v.updates, 0);
+
+	close(sock);
+	for (unsigned i = 0; i < v.n; i++)
+		munmap((void *)v.map[i], v.bufs[i].size);
+	tgd_destroy(g);
+	CHECK_EQ(tbp_stop(&be), 0);
+	unlink(sock_path);
+	rmdir(dir);
+}
