@@ -34,6 +34,14 @@ struct vgs_gpu_config {
 	uint32_t enabled_mask;
 	bool edid; /* offer VIRTIO_GPU_F_EDID */
 	struct vgs_gpu_limits limits;
+	/*
+	 * Size of the host-visible shared memory region (shmid 1) reported by
+	 * GET_SHMEM_CONFIG, a page multiple; 0 = no region (no HOST3D blobs,
+	 * no MAP_BLOB). RESOURCE_BLOB is offered either way (guest blobs).
+	 */
+	uint64_t host_visible_size;
+	/* Scattered guest blobs: try a udmabuf view before the counted copy. */
+	bool udmabuf;
 };
 
 void vgs_gpu_config_defaults(struct vgs_gpu_config *cfg);
@@ -73,6 +81,14 @@ struct vgs_gpu_stats {
 	uint64_t flushes;
 	uint32_t resources;
 	uint64_t host_bytes;
+	/* Blob resources (zero-copy accounting: every host copy is counted here). */
+	uint32_t blobs;
+	uint64_t blob_views;      /* SET_SCANOUT_BLOB served without a copy */
+	uint64_t blob_udmabuf;    /* ... of which through a udmabuf of scattered guest pages */
+	uint64_t blob_copies;     /* flushes of a blob scanout that needed a host copy */
+	uint64_t blob_copy_bytes; /* bytes those copies moved */
+	uint64_t blob_maps, blob_map_failures, blob_unmaps;
+	uint64_t ring_fences; /* fences completed on a (context, ring) timeline */
 };
 void vgs_gpu_get_stats(const struct vgs_gpu *gpu, struct vgs_gpu_stats *out);
 

@@ -248,6 +248,11 @@ uint32_t vgs_cmd_attach_backing(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 
 	if (!res)
 		return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+	if (res->blob_mem) {
+		/* A blob's memory is fixed at creation. */
+		vgs_warn(gpu, "gpu: attach: resource %u is a blob", res->id);
+		return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+	}
 	if (n == 0 || n > gpu->cfg.limits.max_backing_entries) {
 		vgs_warn(gpu, "gpu: attach: %u entries (max %u)", n,
 		         gpu->cfg.limits.max_backing_entries);
@@ -282,6 +287,10 @@ uint32_t vgs_cmd_detach_backing(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 
 	if (!res)
 		return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+	if (res->blob_mem) {
+		vgs_warn(gpu, "gpu: detach: resource %u is a blob", res->id);
+		return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+	}
 	if (!res->entries) {
 		vgs_warn(gpu, "gpu: detach: resource %u has no backing", res->id);
 		return VIRTIO_GPU_RESP_ERR_UNSPEC;
@@ -297,6 +306,12 @@ uint32_t vgs_cmd_transfer_to_host_2d(struct vgs_gpu *gpu, struct vgs_ctrl_req *r
 
 	if (!res)
 		return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+	/*
+	 * Linux sends transfers for guest-blob dumb buffers too (pitfall 17):
+	 * the pixels already are where the sinks read them, so nothing moves.
+	 */
+	if (res->blob_mem)
+		return VIRTIO_GPU_RESP_OK_NODATA;
 	return vgs_res_transfer(gpu, res, &rect, le64toh(r->cmd.transfer.offset));
 }
 
@@ -317,6 +332,7 @@ uint32_t vgs_cmd_set_scanout(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 	so = &gpu->scanouts[id];
 	if (res_id == 0) {
 		/* Disabling is always valid, even when already disabled. */
+		vgs_scanout_blob_clear(gpu, so);
 		so->resource = NULL;
 		memset(&so->rect, 0, sizeof(so->rect));
 		vgs_display_scanout(gpu, id);
@@ -327,12 +343,18 @@ uint32_t vgs_cmd_set_scanout(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 		vgs_warn(gpu, "gpu: set_scanout: no resource %u", res_id);
 		return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
 	}
+	if (res->blob_mem) {
+		/* A blob has no format or size of its own: SET_SCANOUT_BLOB describes them. */
+		vgs_warn(gpu, "gpu: set_scanout: resource %u is a blob", res_id);
+		return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+	}
 	if (rect.width == 0 || rect.height == 0 ||
 	    !vgs_rect_inside(&rect, res->width, res->height)) {
 		vgs_warn(gpu, "gpu: set_scanout: rect %u,%u %ux%u outside resource %u (%ux%u)",
 		         rect.x, rect.y, rect.width, rect.height, res_id, res->width, res->height);
 		return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
 	}
+	vgs_scanout_blob_clear(gpu, so);
 	so->resource = res;
 	so->rect = rect;
 	vgs_display_scanout(gpu, id);
@@ -346,6 +368,8 @@ uint32_t vgs_cmd_resource_flush(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 
 	if (!res)
 		return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+	if (res->blob_mem)
+		return vgs_blob_flush(gpu, res, &fr);
 	if (!vgs_rect_inside(&fr, res->width, res->height)) {
 		vgs_warn(gpu, "gpu: flush: rect %u,%u %ux%u outside resource %u", fr.x, fr.y,
 		         fr.width, fr.height, res->id);

@@ -43,16 +43,33 @@ static const struct cmd_desc cmds[] = {
 	{ VIRTIO_GPU_CMD_GET_EDID, sizeof(struct virtio_gpu_cmd_get_edid), vgs_cmd_get_edid },
 	{ VIRTIO_GPU_CMD_RESOURCE_ASSIGN_UUID, sizeof(struct virtio_gpu_resource_assign_uuid),
 	  vgs_cmd_assign_uuid },
+	/* Blob resources (cmd_blob.c, blob.c) */
+	{ VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB, sizeof(struct virtio_gpu_resource_create_blob),
+	  vgs_cmd_resource_create_blob },
+	{ VIRTIO_GPU_CMD_SET_SCANOUT_BLOB, sizeof(struct virtio_gpu_set_scanout_blob),
+	  vgs_cmd_set_scanout_blob },
+	{ VIRTIO_GPU_CMD_RESOURCE_MAP_BLOB, sizeof(struct virtio_gpu_resource_map_blob),
+	  vgs_cmd_resource_map_blob },
+	{ VIRTIO_GPU_CMD_RESOURCE_UNMAP_BLOB, sizeof(struct virtio_gpu_resource_unmap_blob),
+	  vgs_cmd_resource_unmap_blob },
+	/* Contexts (ctx.c) */
+	{ VIRTIO_GPU_CMD_CTX_CREATE, sizeof(struct virtio_gpu_ctx_create), vgs_cmd_ctx_create },
+	{ VIRTIO_GPU_CMD_CTX_DESTROY, sizeof(struct virtio_gpu_ctx_destroy), vgs_cmd_ctx_destroy },
+	{ VIRTIO_GPU_CMD_CTX_ATTACH_RESOURCE, sizeof(struct virtio_gpu_ctx_resource),
+	  vgs_cmd_ctx_attach_resource },
+	{ VIRTIO_GPU_CMD_CTX_DETACH_RESOURCE, sizeof(struct virtio_gpu_ctx_resource),
+	  vgs_cmd_ctx_detach_resource },
 };
 
 _Static_assert(sizeof(((struct vgs_ctrl_req *)0)->cmd) >=
-                       sizeof(struct virtio_gpu_transfer_to_host_2d),
-               "request union holds the largest 2D request");
+                       sizeof(struct virtio_gpu_set_scanout_blob),
+               "request union holds the largest fixed request");
 
 /* Decode and run one request; returns the response type or VGS_RESP_PENDING. */
 static uint32_t run(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 {
 	const struct cmd_desc *d = NULL;
+	uint32_t ring_check;
 
 	gpu->stats.commands++;
 	r->resp_len = sizeof(struct virtio_gpu_ctrl_hdr);
@@ -66,12 +83,15 @@ static uint32_t run(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 	r->fence_id = le64toh(r->cmd.hdr.fence_id);
 	r->ctx_id = le32toh(r->cmd.hdr.ctx_id);
 	r->ring_idx = r->cmd.hdr.ring_idx;
+	ring_check = vgs_ctx_check_ring(gpu, r);
+	if (ring_check != VIRTIO_GPU_RESP_OK_NODATA)
+		return ring_check;
 
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (cmds[i].type == r->type)
 			d = &cmds[i];
 	if (!d) {
-		/* 3D, blob and unknown commands: this device does not offer them. */
+		/* 3D and unknown commands: this device does not offer them. */
 		vgs_warn(gpu, "gpu: ctrl: unsupported command 0x%x", r->type);
 		return VIRTIO_GPU_RESP_ERR_UNSPEC;
 	}
@@ -101,8 +121,10 @@ static size_t write_response(struct vgs_gpu *gpu, struct vgs_ctrl_req *r, uint32
 		h->fence_id = htole64(r->fence_id);
 		h->ctx_id = htole32(r->ctx_id);
 		if (r->flags & VIRTIO_GPU_FLAG_INFO_RING_IDX) {
+			/* Completes fence_id on timeline (ctx_id, ring_idx), in request order. */
 			h->flags |= htole32(VIRTIO_GPU_FLAG_INFO_RING_IDX);
 			h->ring_idx = r->ring_idx;
+			vgs_ctx_fence_done(gpu, r);
 		}
 		gpu->stats.fences++;
 	}

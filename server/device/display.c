@@ -21,7 +21,7 @@ static void fill_state(struct vgs_gpu *gpu, uint32_t scanout_id, struct vgs_scan
 	st->enabled = so->resource != NULL;
 	if (so->resource) {
 		st->rect = so->rect;
-		st->image = so->resource->image;
+		st->image = vgs_scanout_image(so); /* a blob scanout's own image, or the 2D copy */
 	}
 }
 

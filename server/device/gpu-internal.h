@@ -57,6 +57,13 @@ struct vgs_resource {
 	bool has_uuid;
 	uint8_t uuid[16];
 
+	/* Blob resources (blob.c); blob_mem 0 = a 2D resource (image != NULL). */
+	uint32_t blob_mem, blob_flags;
+	uint64_t blob_size;
+	struct vgs_hostmem *hostmem; /* HOST3D in 2D mode: the host-visible memfd */
+	bool mapped;                 /* RESOURCE_MAP_BLOB'd into the host-visible region */
+	uint64_t map_offset, map_len;
+
 	struct vgs_resource *hnext; /* hash chain */
 };
 
@@ -67,6 +74,8 @@ struct vgs_scanout {
 	/* What the guest shows (SET_SCANOUT). */
 	struct vgs_resource *resource; /* NULL = disabled */
 	struct vgs_rect rect;
+	/* SET_SCANOUT_BLOB (blob.c): what sinks see instead of resource->image. */
+	struct vgs_scanout_blob *blob; /* NULL for 2D scanouts */
 };
 
 struct vgs_ctrl_req;
@@ -105,6 +114,12 @@ struct vgs_ctrl_req {
 		struct virtio_gpu_get_capset capset;
 		struct virtio_gpu_cmd_get_edid edid;
 		struct virtio_gpu_resource_assign_uuid uuid;
+		struct virtio_gpu_resource_create_blob create_blob;
+		struct virtio_gpu_set_scanout_blob scanout_blob;
+		struct virtio_gpu_resource_map_blob map_blob;
+		struct virtio_gpu_resource_unmap_blob unmap_blob;
+		struct virtio_gpu_ctx_create ctx_create;
+		struct virtio_gpu_ctx_resource ctx_resource;
 	} cmd;
 
 	/* Response body after the header; resp_len includes the header. */
@@ -115,6 +130,7 @@ struct vgs_ctrl_req {
 		struct virtio_gpu_resp_capset_info capset_info;
 		struct virtio_gpu_resp_edid edid;
 		struct virtio_gpu_resp_resource_uuid uuid;
+		struct virtio_gpu_resp_map_info map_info;
 		uint8_t raw[VGS_MAX_RESP];
 	} resp;
 };
@@ -161,6 +177,10 @@ struct vgs_gpu {
 
 	uint64_t uuid_key[2]; /* per-device secret so UUIDs are not guessable */
 
+	/* Contexts and their fence timelines (ctx.c). */
+	struct vgs_context *contexts;
+	uint32_t ncontexts;
+
 	struct vshm_ratelimit rl;
 };
 
@@ -175,6 +195,8 @@ struct vgs_resource *vgs_res_lookup(struct vgs_gpu *gpu, uint32_t id);
 uint32_t vgs_res_create(struct vgs_gpu *gpu, uint32_t id, uint32_t format, uint32_t width,
                         uint32_t height);
 void vgs_res_destroy(struct vgs_gpu *gpu, struct vgs_resource *res);
+/* Add a resource built elsewhere (blobs): table, count, host_bytes. */
+void vgs_res_insert(struct vgs_gpu *gpu, struct vgs_resource *res);
 void vgs_res_destroy_all(struct vgs_gpu *gpu);
 /* Takes ownership of @entries (malloc'd) on success. */
 uint32_t vgs_res_attach_backing(struct vgs_gpu *gpu, struct vgs_resource *res,
@@ -209,6 +231,37 @@ void vgs_ctrlq_process(struct vgs_gpu *gpu, struct vshm_vq *vq);
 void vgs_ctrl_complete(struct vgs_gpu *gpu, struct vgs_ctrl_req *r, uint32_t resp_type);
 /* Queue stopping / reset: answer or drop the request held for a sink. */
 void vgs_ctrl_abort_inflight(struct vgs_gpu *gpu, bool push);
+
+/* ---- blob.c / cmd_blob.c: blob resources, SET_SCANOUT_BLOB, MAP_BLOB ---- */
+uint32_t vgs_cmd_resource_create_blob(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_set_scanout_blob(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_resource_map_blob(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_resource_unmap_blob(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+/* RESOURCE_FLUSH of a blob resource (cmd_2d.c hands blobs over). */
+uint32_t vgs_blob_flush(struct vgs_gpu *gpu, struct vgs_resource *res, const struct vgs_rect *r);
+/* The image sinks see for scanout @so (blob image, else the 2D copy); NULL when disabled. */
+struct vgs_image *vgs_scanout_image(const struct vgs_scanout *so);
+/* Drop a scanout's blob state (2D SET_SCANOUT, disable, resource destroy). */
+void vgs_scanout_blob_clear(struct vgs_gpu *gpu, struct vgs_scanout *so);
+/* Blob part of vgs_res_destroy: unmap if still mapped, free the host memory. */
+void vgs_blob_release(struct vgs_gpu *gpu, struct vgs_resource *res);
+/* Forget every mapping without talking to the engine (reset: it dropped them; teardown). */
+void vgs_blob_forget_mappings(struct vgs_gpu *gpu);
+
+/* ---- ctx.c: contexts (no context types in 2D mode) and ring fence timelines ---- */
+#define VGS_MAX_CONTEXTS 64
+#define VGS_NUM_RINGS    64
+uint32_t vgs_cmd_ctx_create(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_ctx_destroy(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_ctx_attach_resource(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+uint32_t vgs_cmd_ctx_detach_resource(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);
+/* Before running: a fence naming a ring must name a live context and a ring < 64. */
+uint32_t vgs_ctx_check_ring(struct vgs_gpu *gpu, const struct vgs_ctrl_req *r);
+/* A fence on (ctx, ring) completed: advance that timeline. */
+void vgs_ctx_fence_done(struct vgs_gpu *gpu, const struct vgs_ctrl_req *r);
+/* Last completed fence id on (ctx_id, ring); 0 when none or no such context. */
+uint64_t vgs_ctx_ring_fence(const struct vgs_gpu *gpu, uint32_t ctx_id, uint32_t ring);
+void vgs_ctx_reset(struct vgs_gpu *gpu);
 
 /* ---- cursor.c ---- */
 void vgs_cursorq_process(struct vgs_gpu *gpu, struct vshm_vq *vq);

@@ -60,6 +60,9 @@ int vgs_gpu_new(const struct vgs_gpu_config *cfg, struct vgs_gpu **out)
 	for (uint32_t i = 0; i < cfg->num_scanouts; i++)
 		if (cfg->width[i] > VGS_MAX_DIM || cfg->height[i] > VGS_MAX_DIM)
 			return -EINVAL;
+	/* The host-visible region is mapped in pages by the VMM. */
+	if (cfg->host_visible_size % (uint64_t)sysconf(_SC_PAGESIZE))
+		return -EINVAL;
 	gpu = calloc(1, sizeof(*gpu));
 	if (!gpu)
 		return -ENOMEM;
@@ -104,7 +107,10 @@ void vgs_gpu_destroy(struct vgs_gpu *gpu)
 	/* Sinks may already be gone: tearing down must not call them. */
 	gpu->nsinks = 0;
 	vgs_ctrl_abort_inflight(gpu, false);
+	/* The engine may be gone already: never ask it to unmap from here. */
+	vgs_blob_forget_mappings(gpu);
 	vgs_res_table_fini(gpu);
+	vgs_ctx_reset(gpu);
 	free(gpu);
 }
 
@@ -158,7 +164,10 @@ int vgs_gpu_set_mode(struct vgs_gpu *gpu, uint32_t scanout_id, bool enabled, uin
 static void gpu_reset(struct vgs_gpu *gpu)
 {
 	vgs_ctrl_abort_inflight(gpu, false);
+	/* The engine dropped (and told the front-end to drop) every mapping before calling us. */
+	vgs_blob_forget_mappings(gpu);
 	vgs_res_destroy_all(gpu);
+	vgs_ctx_reset(gpu);
 	/* vgs_res_destroy() already turned off (and announced) every scanout. */
 	if (gpu->cursor_visible) {
 		gpu->cursor_visible = false;
@@ -175,7 +184,12 @@ static void gpu_reset(struct vgs_gpu *gpu)
 static uint64_t op_get_features(void *data)
 {
 	struct vgs_gpu *gpu = data;
-	uint64_t f = 1ull << VIRTIO_GPU_F_RESOURCE_UUID;
+	/*
+	 * RESOURCE_BLOB always: guest blobs need nothing from the front-end
+	 * (QEMU's vhost-user-gpu does not forward the bit; crosvm does).
+	 * CONTEXT_INIT only with a context type, and 2D mode has none.
+	 */
+	uint64_t f = (1ull << VIRTIO_GPU_F_RESOURCE_UUID) | (1ull << VIRTIO_GPU_F_RESOURCE_BLOB);
 
 	if (gpu->cfg.edid)
 		f |= 1ull << VIRTIO_GPU_F_EDID;
@@ -288,6 +302,15 @@ static void op_reset(void *data)
 	gpu_reset(data);
 }
 
+/* GET_SHMEM_CONFIG / crosvm's GET_SHARED_MEMORY_REGIONS: the host-visible window. */
+static int op_get_shmem_config(void *data, uint64_t sizes[256])
+{
+	struct vgs_gpu *gpu = data;
+
+	sizes[VIRTIO_GPU_SHM_ID_HOST_VISIBLE] = gpu->cfg.host_visible_size;
+	return 0;
+}
+
 static const struct vshm_vu_device_ops gpu_ops = {
 	.get_features = op_get_features,
 	.set_features = op_set_features,
@@ -297,6 +320,7 @@ static const struct vshm_vu_device_ops gpu_ops = {
 	.queue_state = op_queue_state,
 	.device_request = op_device_request,
 	.reset = op_reset,
+	.get_shmem_config = op_get_shmem_config,
 };
 
 const struct vshm_vu_device_ops *vgs_gpu_device_ops(void)

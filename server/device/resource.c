@@ -180,10 +180,12 @@ void vgs_res_destroy(struct vgs_gpu *gpu, struct vgs_resource *res)
 	for (i = 0; i < VGS_MAX_SCANOUTS; i++) {
 		if (gpu->scanouts[i].resource == res) {
 			gpu->scanouts[i].resource = NULL;
+			vgs_scanout_blob_clear(gpu, &gpu->scanouts[i]);
 			memset(&gpu->scanouts[i].rect, 0, sizeof(gpu->scanouts[i].rect));
 			vgs_display_scanout(gpu, i);
 		}
 	}
+	vgs_blob_release(gpu, res); /* unmaps a mapped blob first */
 	gpu->stats.resources--;
 	gpu->stats.host_bytes -= res->host_bytes;
 	vgs_res_detach_backing(res);
@@ -199,6 +201,17 @@ void vgs_res_destroy_all(struct vgs_gpu *gpu)
 	for (i = 0; i < gpu->nbuckets; i++)
 		while (gpu->buckets[i])
 			vgs_res_destroy(gpu, gpu->buckets[i]);
+}
+
+void vgs_res_insert(struct vgs_gpu *gpu, struct vgs_resource *res)
+{
+	uint32_t h = hash_id(res->id, gpu->nbuckets);
+
+	res->hnext = gpu->buckets[h];
+	gpu->buckets[h] = res;
+	gpu->stats.resources++;
+	gpu->stats.host_bytes += res->host_bytes;
+	maybe_grow(gpu);
 }
 
 struct vshm_mem *vgs_gpu_mem(struct vgs_gpu *gpu)

@@ -40,6 +40,7 @@ struct tfe_peer {
 	struct tfe_peer_record *recs;
 	unsigned nrecs, caprecs;
 	bool closed;
+	bool always_reply; /* crosvm legacy: answer requests without NEED_REPLY too */
 };
 
 int tfe_peer_new(int fd, struct tfe_peer **out)
@@ -92,6 +93,13 @@ void tfe_peer_destroy(struct tfe_peer *p)
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
+}
+
+void tfe_peer_set_always_reply(struct tfe_peer *p, bool on)
+{
+	pthread_mutex_lock(&p->lock);
+	p->always_reply = on;
+	pthread_mutex_unlock(&p->lock);
 }
 
 void tfe_peer_set_reply(struct tfe_peer *p, uint32_t request, enum tfe_peer_reply_mode mode,
@@ -169,7 +177,8 @@ static int handle_one(struct tfe_peer *p)
 	pthread_mutex_lock(&p->lock);
 	rule = find_rule(p, msg.request);
 	/* Only NEED_REPLY requests are answered (protocols.md §1.8). */
-	if ((msg.flags & TFE_FLAG_NEED_REPLY) && rule.mode != TFE_PEER_REPLY_NONE) {
+	if (((msg.flags & TFE_FLAG_NEED_REPLY) || p->always_reply) &&
+	    rule.mode != TFE_PEER_REPLY_NONE) {
 		rec.replied = true;
 		rec.reply_value = rule.mode == TFE_PEER_REPLY_ERROR ? rule.value : 0;
 	}

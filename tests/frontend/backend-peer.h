@@ -88,6 +88,12 @@ int tfe_peer_dispatch(struct tfe_peer *p, int timeout_ms);
 void tfe_peer_set_reply(struct tfe_peer *p, uint32_t request, enum tfe_peer_reply_mode mode,
                         uint64_t value, int delay_ms);
 
+/*
+ * Answer every request, NEED_REPLY or not, as crosvm's pre-2025-12
+ * front-end did for its SHMEM_MAP/UNMAP (1000/1001). Off by default.
+ */
+void tfe_peer_set_always_reply(struct tfe_peer *p, bool on);
+
 /* Requests recorded so far. */
 unsigned tfe_peer_count(struct tfe_peer *p);
 /* Copy record @i (0-based). Returns 0 or -ENOENT. */

@@ -263,7 +263,7 @@ static int set_memory(struct tgd *g)
 	return tfe_set_mem_table(g->fe, regs, n);
 }
 
-static int start_queue(struct tgd *g, unsigned qi)
+static int start_queue(struct tgd *g, unsigned qi, bool crosvm_order)
 {
 	struct queue *q = &g->q[qi];
 	struct testfe_vring_config vc = {
@@ -283,6 +283,19 @@ static int start_queue(struct tgd *g, unsigned qi)
 		return r;
 	q->indirect = vc.indirect;
 	testfe_vring_uvas(q->vr, &desc, &avail, &used);
+	if (crosvm_order) {
+		/* crosvm's activate: NUM, ADDR, BASE, CALL, KICK. */
+		r = tfe_set_vring_num(g->fe, qi, q->size);
+		if (r == 0)
+			r = tfe_set_vring_addr(g->fe, qi, desc, avail, used, 0);
+		if (r == 0)
+			r = tfe_set_vring_base(g->fe, qi, 0);
+		if (r == 0)
+			r = tfe_set_vring_call_fd(g->fe, qi, testfe_vring_call_fd(q->vr));
+		if (r == 0)
+			r = tfe_set_vring_kick_fd(g->fe, qi, testfe_vring_kick_fd(q->vr));
+		return r;
+	}
 	/* vhost_virtqueue_start(): NUM, BASE, ADDR, then KICK and CALL. */
 	r = tfe_set_vring_num(g->fe, qi, q->size);
 	if (r == 0)
@@ -316,7 +329,7 @@ int tgd_bringup_qemu(struct tgd *g, const struct tgd_bringup *b)
 		r = tfe_get_protocol_features(g->fe, &v);
 		if (r < 0)
 			return r;
-		pf = v & PF_QEMU_2D & ~b->protocol_clear;
+		pf = v & (PF_QEMU_2D | b->protocol_add) & ~b->protocol_clear;
 		r = tfe_set_protocol_features(g->fe, pf);
 		if (r < 0)
 			return r;
@@ -364,17 +377,106 @@ int tgd_bringup_qemu(struct tgd *g, const struct tgd_bringup *b)
 		if (r < 0)
 			return r;
 	}
-	g->features = offered & F_LINUX_2D & ~b->features_clear;
+	g->features = offered & (F_LINUX_2D | b->features_add) & ~b->features_clear;
 	r = tfe_set_features(g->fe, g->features);
 	if (r == 0)
 		r = set_memory(g);
 	for (unsigned qi = 0; qi < NQUEUES && r == 0; qi++)
-		r = start_queue(g, qi);
+		r = start_queue(g, qi, false);
 	/* QEMU enables the rings after all of them are set up (only with bit 30). */
 	for (unsigned qi = 0; qi < NQUEUES && r == 0 && (g->features & F_PROTOCOL_FEATURES); qi++)
 		r = tfe_set_vring_enable(g->fe, qi, true);
 	if (r == 0 && (pf & PF_STATUS))
 		r = tfe_set_status(g->fe, TFE_STATUS_DRIVER_READY);
+	if (r == 0)
+		r = tfe_sync(g->fe);
+	return r;
+}
+
+#define PF_SHMEM               (1ull << 22)
+#define PF_CROSVM_SHMEM        (1ull << 31)
+#define REQ_CROSVM_GET_REGIONS 1004u
+
+/* crosvm's GET_SHARED_MEMORY_REGIONS reply: u64 count, then {u8 id; pad[7]; u64 len}. */
+static int crosvm_get_regions(struct tfe *fe, uint64_t sizes[256])
+{
+	struct tfe_msg m;
+	uint64_t n;
+	int r = tfe_send_msg(fe, REQ_CROSVM_GET_REGIONS, TFE_FLAG_VERSION, NULL, 0, NULL, 0);
+
+	if (r == 0)
+		r = tfe_recv_msg(fe, &m);
+	if (r < 0)
+		return r;
+	if (m.request != REQ_CROSVM_GET_REGIONS || m.size < 8)
+		r = -EPROTO;
+	if (r == 0) {
+		memcpy(&n, m.payload, 8);
+		if (n > 256 || m.size != 8 + n * 16)
+			r = -EPROTO;
+		for (uint64_t i = 0; r == 0 && i < n; i++) {
+			uint64_t len;
+			memcpy(&len, m.payload + 8 + i * 16 + 8, 8);
+			sizes[m.payload[8 + i * 16]] = len;
+		}
+	}
+	tfe_msg_finish(&m);
+	return r;
+}
+
+int tgd_bringup_crosvm(struct tgd *g, const struct tgd_bringup *b, uint64_t shmem_sizes[256])
+{
+	static const struct tgd_bringup none;
+	const uint64_t crosvm_pf = PF_CONFIG | PF_MQ | PF_BACKEND_REQ | PF_REPLY_ACK | PF_SHMEM;
+	uint64_t offered, pf = 0, v, sizes[256];
+	uint32_t nregions;
+	int r;
+
+	if (!g->fe)
+		return -ENOTCONN;
+	if (!b)
+		b = &none;
+	memset(sizes, 0, sizeof(sizes));
+	/* crosvm advertises REPLY_ACK but never sets NEED_REPLY on its own requests. */
+	tfe_set_need_reply(g->fe, false);
+	r = tfe_set_owner(g->fe);
+	if (r == 0)
+		r = tfe_get_features(g->fe, &offered);
+	if (r == 0 && (offered & F_PROTOCOL_FEATURES)) {
+		r = tfe_get_protocol_features(g->fe, &v);
+		pf = v & (crosvm_pf | b->protocol_add) & ~b->protocol_clear;
+		if (r == 0)
+			r = tfe_set_protocol_features(g->fe, pf);
+	}
+	g->protocol_features = pf;
+	if (r == 0 && (pf & PF_BACKEND_REQ))
+		r = tfe_set_backend_req_fd(g->fe, NULL);
+	if (r == 0 && (pf & PF_MQ)) {
+		r = tfe_get_queue_num(g->fe, &v);
+		if (r == 0 && v < NQUEUES)
+			r = -EPROTO;
+	}
+	/* PCI setup: the host-visible region's size. */
+	if (r == 0 && (pf & PF_SHMEM))
+		r = tfe_get_shmem_config(g->fe, sizes, &nregions);
+	else if (r == 0 && (pf & PF_CROSVM_SHMEM))
+		r = crosvm_get_regions(g->fe, sizes);
+	if (r == 0 && (pf & PF_CONFIG))
+		r = tfe_get_config(g->fe, 0, &g->dev_cfg, sizeof(g->dev_cfg));
+	if (r < 0)
+		return r;
+	if (shmem_sizes)
+		memcpy(shmem_sizes, sizes, sizeof(sizes));
+
+	/* activate() */
+	g->features = offered & (F_LINUX_2D | b->features_add) & ~b->features_clear;
+	r = tfe_set_features(g->fe, g->features);
+	if (r == 0)
+		r = set_memory(g);
+	for (unsigned qi = 0; qi < NQUEUES && r == 0; qi++)
+		r = start_queue(g, qi, true);
+	for (unsigned qi = 0; qi < NQUEUES && r == 0 && (g->features & F_PROTOCOL_FEATURES); qi++)
+		r = tfe_set_vring_enable(g->fe, qi, true);
 	if (r == 0)
 		r = tfe_sync(g->fe);
 	return r;

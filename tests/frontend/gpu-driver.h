@@ -76,8 +76,24 @@ struct tgd_bringup {
 	/* Protocol features to leave un-acked. */
 	uint64_t protocol_clear;
 	bool no_need_reply; /* QEMU sets NEED_REPLY where REPLY_ACK allows; this turns it off */
+	/* Virtio device bits to ack on top of the Linux 2D set when offered (RESOURCE_BLOB). */
+	uint64_t features_add;
+	/* Protocol bits to ack on top of the VMM's own set when offered (SHMEM, crosvm's 31). */
+	uint64_t protocol_add;
 };
 int tgd_bringup_qemu(struct tgd *g, const struct tgd_bringup *b);
+/*
+ * crosvm's bring-up (VhostUserFrontend::new, then activate; protocols.md
+ * §1.7): SET_OWNER, features, protocol features (CONFIG|MQ|BACKEND_REQ|
+ * REPLY_ACK|SHMEM plus @b->protocol_add, as offered), the back-end channel
+ * (a threaded tfe_peer, see tfe_get_backend_peer()), GET_QUEUE_NUM, the
+ * shared memory regions (GET_SHMEM_CONFIG with SHMEM, else crosvm's
+ * GET_SHARED_MEMORY_REGIONS 1004 with bit 31) into @shmem_sizes (may be
+ * NULL), then SET_FEATURES, SET_MEM_TABLE and the rings in crosvm's order,
+ * no NEED_REPLY, no GPU_SET_SOCKET, no SET_STATUS. @b->display_hook is
+ * ignored.
+ */
+int tgd_bringup_crosvm(struct tgd *g, const struct tgd_bringup *b, uint64_t shmem_sizes[256]);
 /* Negotiated virtio / protocol features (after bring-up). */
 uint64_t tgd_features(const struct tgd *g);
 uint64_t tgd_protocol_features(const struct tgd *g);

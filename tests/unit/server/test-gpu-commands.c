@@ -209,7 +209,8 @@ TEST(get_edid_without_feature)
 	cfg.edid = false;
 	gfx_init_cfg(&f, &cfg, false);
 	CHECK_EQ(simple(&f, VIRTIO_GPU_CMD_GET_EDID, 0), VIRTIO_GPU_RESP_ERR_UNSPEC);
-	CHECK_EQ(vgs_gpu_device_ops()->get_features(f.gpu), 1u << VIRTIO_GPU_F_RESOURCE_UUID);
+	CHECK_EQ(vgs_gpu_device_ops()->get_features(f.gpu),
+	         (1u << VIRTIO_GPU_F_RESOURCE_UUID) | (1u << VIRTIO_GPU_F_RESOURCE_BLOB));
 	gfx_fini(&f);
 }
 
@@ -474,8 +475,9 @@ TEST(config_space_and_features)
 	uint32_t clear;
 	struct gfx f;
 	gfx_init(&f);
-	CHECK_EQ(ops->get_features(f.gpu),
-	         (1u << VIRTIO_GPU_F_EDID) | (1u << VIRTIO_GPU_F_RESOURCE_UUID));
+	CHECK_EQ(ops->get_features(f.gpu), (1u << VIRTIO_GPU_F_EDID) |
+	                                           (1u << VIRTIO_GPU_F_RESOURCE_UUID) |
+	                                           (1u << VIRTIO_GPU_F_RESOURCE_BLOB));
 	CHECK_OK(ops->set_features(f.gpu, (1ull << 32) | (1u << VIRTIO_GPU_F_EDID) | (1ull << 29)));
 	CHECK_OK(ops->get_config(f.gpu, 0, &c, sizeof(c)));
 	CHECK_EQ(le32toh(c.events_read), 0);

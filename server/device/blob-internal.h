@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * blob-internal.h - state shared by blob.c (scanouts of blobs) and
+ * cmd_blob.c (RESOURCE_CREATE_BLOB, MAP_BLOB, UNMAP_BLOB).
+ */
+#ifndef VGS_BLOB_INTERNAL_H
+#define VGS_BLOB_INTERNAL_H
+
+#include <unistd.h>
+
+#include <vshm/buffer.h>
+
+#include "gpu-internal.h"
+
+/*
+ * The memory of a HOST3D blob in 2D mode: a sealed memfd the VMM maps
+ * into the host-visible region. Reference-counted because a display sink
+ * may still read a scanout view of it after RESOURCE_UNREF.
+ */
+struct vgs_hostmem {
+	unsigned refcount;
+	struct vshm_memfd_buf *buf;
+	uint8_t *data;
+	uint64_t size; /* page multiple */
+	int fd;        /* BORROWED from buf */
+};
+
+struct vgs_hostmem *vgs_hostmem_ref(struct vgs_hostmem *m);
+void vgs_hostmem_unref(struct vgs_hostmem *m);
+
+/* How a blob scanout's pixels reach the sinks. */
+enum vgs_blob_path {
+	VGS_BLOB_PATH_HOST,    /* the host blob's memfd itself */
+	VGS_BLOB_PATH_GUEST,   /* guest memory contiguous in one region, mapped read-only */
+	VGS_BLOB_PATH_UDMABUF, /* scattered guest pages joined by a udmabuf, mapped */
+	VGS_BLOB_PATH_COPY,    /* a host copy refreshed at RESOURCE_FLUSH */
+};
+
+struct vgs_scanout_blob {
+	struct vgs_image *image; /* one reference */
+	enum vgs_blob_path path;
+	uint32_t width, height, format, stride;
+	uint64_t offset;     /* of pixel (0,0) in the blob */
+	uint64_t charged;    /* host_bytes charged for a copy image */
+	bool full_dirty;     /* copy path: the next flush copies everything */
+	uint64_t *starts;    /* copy path: backing offset of each entry */
+	uint32_t nr_entries; /* entries the copy path may read */
+};
+
+static inline uint64_t vgs_page_size(void)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	return ps > 0 ? (uint64_t)ps : 4096;
+}
+
+/* Every byte of [addr, addr+len) is guest memory (may span adjacent regions). */
+bool vgs_range_in_guest(const struct vshm_mem *mem, uint64_t addr, uint64_t len);
+
+#endif
