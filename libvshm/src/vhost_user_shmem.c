@@ -143,9 +143,26 @@ static int send_map(struct vshm_vu_dev *dev, enum vshm_vu_shmem_convention conv,
 			.flags = writable ? VU_MMAP_F_RW : 0,
 		};
 
-		/* Unlike crosvm's back-end, never an fd without BACKEND_SEND_FD. */
-		if (!(pf & VSHM_VU_PF_BACKEND_SEND_FD))
-			return -EPROTO;
+		unsigned mode = VU_SEND_NEED_REPLY;
+
+		/*
+		 * The spec wants BACKEND_SEND_FD before any fd travels on the
+		 * back-end channel, and we always offer it. A front-end that acks
+		 * SHMEM but not BACKEND_SEND_FD (crosvm does exactly that, and
+		 * accepts the fd) leaves no other way to map: send the fd anyway
+		 * and say so once. Strict front-ends ack BACKEND_SEND_FD when it is
+		 * offered, so they never see this.
+		 */
+		if (!(pf & VSHM_VU_PF_BACKEND_SEND_FD)) {
+			mode |= VU_SEND_OWN_FD;
+			if (!s->warned_no_send_fd) {
+				s->warned_no_send_fd = true;
+				vshm_log(VSHM_LOG_WARN,
+				         "vhost-user: front-end acked SHMEM without "
+				         "BACKEND_SEND_FD; "
+				         "sending SHMEM_MAP fds anyway (crosvm convention)");
+			}
+		}
 		if (!(pf & VSHM_VU_PF_REPLY_ACK) && !s->warned_no_ack) {
 			s->warned_no_ack = true;
 			vshm_log_ratelimited(
@@ -153,8 +170,8 @@ static int send_map(struct vshm_vu_dev *dev, enum vshm_vu_shmem_convention conv,
 			        "vhost-user: SHMEM_MAP without REPLY_ACK: the front-end "
 			        "cannot confirm when a mapping is live");
 		}
-		r = vu_dev_backend_send(dev, VU_BACKEND_SHMEM_MAP, &m, sizeof(m), &fd, 1,
-		                        VU_SEND_NEED_REPLY, &reply);
+		r = vu_dev_backend_send(dev, VU_BACKEND_SHMEM_MAP, &m, sizeof(m), &fd, 1, mode,
+		                        &reply);
 	} else {
 		struct vu_crosvm_shmem_map m = {
 			.flags = VU_CROSVM_MAP_R | (writable ? VU_CROSVM_MAP_W : 0),
@@ -284,8 +301,10 @@ void vu_shmem_drop_all(struct vshm_vu_dev *dev, bool send, bool new_conn)
 	struct vu_shmem *s = vu_dev_shmem(dev);
 	enum vshm_vu_shmem_convention conv;
 
-	if (new_conn)
+	if (new_conn) {
 		s->warned_no_ack = false;
+		s->warned_no_send_fd = false;
+	}
 	if (s->n == 0)
 		return;
 	if (send && check_channel(dev, &conv) == 0) {

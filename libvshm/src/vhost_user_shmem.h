@@ -81,6 +81,7 @@ struct vu_shmem {
 	unsigned n, cap;
 	/* "no REPLY_ACK" warning given on this connection */
 	bool warned_no_ack;
+	bool warned_no_send_fd;
 	struct vshm_vu_shmem_stats stats;
 };
 
