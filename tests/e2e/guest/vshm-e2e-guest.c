@@ -21,6 +21,9 @@
  *                             flip-complete event) or DIRTYFB on one buffer
  *   heads:N                   a different pattern on each of N heads
  *   cursor                    64x64 ARGB cursor images, moves, hide
+ *   demo:S[:WxH]              not a test: S seconds of animation on every head
+ *                             (scripts/demo.sh), page flips between two dumb
+ *                             buffers per head; default 1024x768
  *
  * Test pattern (tests/e2e/run.py implements the same function), XRGB8888,
  * pixel (x, y) of a WxH frame, seed s, 32-bit counter c:
@@ -846,13 +849,476 @@ out:
 	return g_failed;
 }
 
+/* ------------------------------------------------------------ demo */
+
+/*
+ * demo:S[:WxH] is not a test: it animates every head for S seconds for
+ * scripts/demo.sh.  Head 0 shows a plasma, head 1 wavy rainbow bands with
+ * bouncing balls (heads 2 and 3 repeat them in other colours).  Each head
+ * shows its number, a large frame counter and the frame rate in a 5x7 bitmap
+ * font, and the frame number as 24 cells (white = 1, most significant bit
+ * first, 8 px each) at the bottom right and, if there is room, the top right,
+ * which the host decodes from its captures (two different numbers: a torn
+ * capture).  The backgrounds are table lookups on 2x2 pixel blocks, so that
+ * the demo keeps 10-30 frames/s under TCG.  Per frame: draw into the back
+ * buffer of every head, PAGE_FLIP each (with event), wait for all events,
+ * then drain() so the host has copied the new front buffers before the old
+ * ones are drawn into again (no tearing on the guest side).
+ *
+ * Host protocol: @@INFO demo ... once a second, @@DATA demo ... at the end.
+ */
+
+#define DEMO_BITS 24
+#define DEMO_FPS_MAX 30
+
+/* 5x7 glyphs, one byte per row, bit 4 = leftmost column. */
+static const struct glyph {
+	char c;
+	uint8_t rows[7];
+} FONT[] = {
+	{'0', {0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e}},
+	{'1', {0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e}},
+	{'2', {0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f}},
+	{'3', {0x1f, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0e}},
+	{'4', {0x02, 0x06, 0x0a, 0x12, 0x1f, 0x02, 0x02}},
+	{'5', {0x1f, 0x10, 0x1e, 0x01, 0x01, 0x11, 0x0e}},
+	{'6', {0x06, 0x08, 0x10, 0x1e, 0x11, 0x11, 0x0e}},
+	{'7', {0x1f, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}},
+	{'8', {0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e}},
+	{'9', {0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c}},
+	{'A', {0x0e, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11}},
+	{'C', {0x0e, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0e}},
+	{'D', {0x1e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1e}},
+	{'E', {0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x1f}},
+	{'F', {0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x10}},
+	{'G', {0x0e, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0f}},
+	{'H', {0x11, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11}},
+	{'I', {0x0e, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0e}},
+	{'K', {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}},
+	{'L', {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1f}},
+	{'M', {0x11, 0x1b, 0x15, 0x15, 0x11, 0x11, 0x11}},
+	{'N', {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}},
+	{'O', {0x0e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e}},
+	{'P', {0x1e, 0x11, 0x11, 0x1e, 0x10, 0x10, 0x10}},
+	{'R', {0x1e, 0x11, 0x11, 0x1e, 0x14, 0x12, 0x11}},
+	{'S', {0x0f, 0x10, 0x10, 0x0e, 0x01, 0x01, 0x1e}},
+	{'T', {0x1f, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
+	{'U', {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e}},
+	{'V', {0x11, 0x11, 0x11, 0x11, 0x11, 0x0a, 0x04}},
+	{'W', {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0a}},
+	{'X', {0x11, 0x11, 0x0a, 0x04, 0x0a, 0x11, 0x11}},
+	{'-', {0x00, 0x00, 0x00, 0x1f, 0x00, 0x00, 0x00}},
+	{'.', {0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x0c}},
+	{':', {0x00, 0x0c, 0x0c, 0x00, 0x0c, 0x0c, 0x00}},
+	{'/', {0x01, 0x01, 0x02, 0x04, 0x08, 0x10, 0x10}},
+};
+
+struct canvas {
+	uint8_t *map;
+	uint32_t pitch;
+	int w, h;
+};
+
+static inline uint32_t *cv_row(const struct canvas *cv, int y)
+{
+	return (uint32_t *)(cv->map + (size_t)y * cv->pitch);
+}
+
+static void cv_fill(const struct canvas *cv, int x0, int y0, int w, int h, uint32_t c)
+{
+	int x1 = x0 + w < cv->w ? x0 + w : cv->w, y1 = y0 + h < cv->h ? y0 + h : cv->h;
+	for (int y = y0 < 0 ? 0 : y0; y < y1; y++) {
+		uint32_t *row = cv_row(cv, y);
+		for (int x = x0 < 0 ? 0 : x0; x < x1; x++)
+			row[x] = c;
+	}
+}
+
+/* Darken a rectangle to a quarter: a backdrop that keeps text readable. */
+static void cv_shade(const struct canvas *cv, int x0, int y0, int w, int h)
+{
+	int x1 = x0 + w < cv->w ? x0 + w : cv->w, y1 = y0 + h < cv->h ? y0 + h : cv->h;
+	for (int y = y0 < 0 ? 0 : y0; y < y1; y++) {
+		uint32_t *row = cv_row(cv, y);
+		for (int x = x0 < 0 ? 0 : x0; x < x1; x++)
+			row[x] = (row[x] >> 2) & 0x3F3F3F;
+	}
+}
+
+/* Width in pixels of text at scale s: 6 columns per character, no trailing gap. */
+static int text_width(const char *t, int s)
+{
+	int n = (int)strlen(t);
+	return n ? (6 * n - 1) * s : 0;
+}
+
+static void draw_text(const struct canvas *cv, int x, int y, int s, uint32_t color,
+		      const char *t)
+{
+	for (; *t; t++, x += 6 * s) {
+		char ch = *t >= 'a' && *t <= 'z' ? (char)(*t - 32) : *t;
+		const struct glyph *g = NULL;
+		for (size_t i = 0; i < sizeof(FONT) / sizeof(FONT[0]); i++)
+			if (FONT[i].c == ch)
+				g = &FONT[i];
+		if (!g)
+			continue; /* space and anything the font lacks */
+		for (int r = 0; r < 7; r++)
+			for (int col = 0; col < 5; col++)
+				if (g->rows[r] & (0x10 >> col)) {
+					/* a dark drop shadow, then the pixel */
+					cv_fill(cv, x + col * s + s / 4 + 1, y + r * s + s / 4 + 1, s,
+						s, 0x000000);
+					cv_fill(cv, x + col * s, y + r * s, s, s, color);
+				}
+	}
+}
+
+/* sin(2 pi i / 256) for integer i, scaled to -127..127 (no libm: the guest
+ * program is linked statically without it). */
+static int8_t SIN8[256];
+
+static void init_sin(void)
+{
+	const double pi = 3.14159265358979323846;
+	for (int i = 0; i < 256; i++) {
+		double x = 2 * pi * i / 256.0, term, sum;
+		if (x > pi)
+			x -= 2 * pi;
+		term = sum = x;
+		for (int n = 1; n < 12; n++) {
+			term *= -x * x / ((2.0 * n) * (2.0 * n + 1));
+			sum += term;
+		}
+		SIN8[i] = (int8_t)(sum * 127 + (sum < 0 ? -0.5 : 0.5));
+	}
+}
+
+static inline int isin(int i)
+{
+	return SIN8[i & 255];
+}
+
+/* Palettes of 256 colours that wrap around smoothly. */
+static uint32_t PAL_PLASMA[4][256], PAL_RAINBOW[256];
+
+static uint32_t rgb3(int r, int g, int b)
+{
+	r = r < 0 ? 0 : r > 255 ? 255 : r;
+	g = g < 0 ? 0 : g > 255 ? 255 : g;
+	b = b < 0 ? 0 : b > 255 ? 255 : b;
+	return (uint32_t)r << 16 | (uint32_t)g << 8 | (uint32_t)b;
+}
+
+static void init_palettes(void)
+{
+	for (int i = 0; i < 256; i++) {
+		/* warm: red/orange/purple; cool: blue/green; then two mixes */
+		PAL_PLASMA[0][i] = rgb3(128 + isin(i), 128 + isin(2 * i + 64) * 3 / 4,
+					128 + isin(3 * i + 160));
+		PAL_PLASMA[1][i] = rgb3(64 + isin(3 * i) / 2, 128 + isin(i + 96),
+					160 + isin(2 * i) * 3 / 4);
+		PAL_PLASMA[2][i] = rgb3(128 + isin(2 * i + 32), 96 + isin(i) * 3 / 4,
+					128 + isin(i + 128));
+		PAL_PLASMA[3][i] = rgb3(128 + isin(i + 200), 128 + isin(3 * i + 10),
+					96 + isin(2 * i + 90) / 2);
+		/* hue wheel, six linear segments */
+		int seg = i * 6 / 256, f = (i * 6 % 256) * 255 / 255;
+		int r = 0, g = 0, b = 0;
+		switch (seg) {
+		case 0: r = 255, g = f; break;
+		case 1: r = 255 - f, g = 255; break;
+		case 2: g = 255, b = f; break;
+		case 3: g = 255 - f, b = 255; break;
+		case 4: r = f, b = 255; break;
+		default: r = 255, b = 255 - f; break;
+		}
+		PAL_RAINBOW[i] = rgb3(r, g, b);
+	}
+}
+
+struct demo_head {
+	struct fb fb[2];
+	int back; /* index of the buffer not on screen */
+	uint8_t *dist;  /* plasma: distance from the centre of a 2W/2 x 2H/2 grid */
+	int dist_w;
+};
+
+/* Rows by, by+1 of blocks share one computed row of colours. */
+static void put_block_row(const struct canvas *cv, int by, const uint32_t *cols)
+{
+	int y = 2 * by;
+	uint32_t *r0 = cv_row(cv, y);
+	for (int bx = 0, x = 0; x < cv->w; bx++, x += 2) {
+		r0[x] = cols[bx];
+		if (x + 1 < cv->w)
+			r0[x + 1] = cols[bx];
+	}
+	if (y + 1 < cv->h)
+		memcpy(cv_row(cv, y + 1), r0, (size_t)cv->w * 4);
+}
+
+/* Plasma: four sine terms (x, y, x+y, distance from a wandering point). */
+static void draw_plasma(const struct canvas *cv, struct demo_head *dh, int pal, int ph)
+{
+	int bw = (cv->w + 1) / 2, bh = (cv->h + 1) / 2;
+	static uint8_t ax[2048], by_[2048], cxy[4096];
+	static uint32_t cols[2048];
+	for (int x = 0; x < bw; x++)
+		ax[x] = (uint8_t)(64 + isin(x * 3 / 2 + ph * 3) / 2);
+	for (int y = 0; y < bh; y++)
+		by_[y] = (uint8_t)(64 + isin(y * 2 - ph * 2) / 2);
+	for (int i = 0; i < bw + bh; i++)
+		cxy[i] = (uint8_t)(64 + isin(i + isin(i / 2 + ph) / 4 + ph * 5 / 2) / 2);
+	/* the wandering point: offsets into the double-size distance grid */
+	int ox = bw / 2 + isin(ph * 3 / 4) * (bw / 2 - 1) / 127;
+	int oy = bh / 2 + isin(ph + 64) * (bh / 2 - 1) / 127;
+	const uint32_t *p = PAL_PLASMA[pal & 3];
+	int shift = ph * 2;
+	for (int y = 0; y < bh; y++) {
+		const uint8_t *d = dh->dist + (size_t)(y + oy) * dh->dist_w + ox;
+		int b = by_[y];
+		for (int x = 0; x < bw; x++) {
+			int v = ax[x] + b + cxy[x + y] + (64 + isin(d[x] * 2 - ph * 4) / 2);
+			cols[x] = p[(v + shift) & 255];
+		}
+		put_block_row(cv, y, cols);
+	}
+}
+
+/* Wavy rainbow bands and bouncing shaded balls. */
+static void draw_bands(const struct canvas *cv, int pal, int ph)
+{
+	int bw = (cv->w + 1) / 2, bh = (cv->h + 1) / 2;
+	static uint32_t cols[2048], dim[256];
+	for (int i = 0; i < 256; i++) { /* the rainbow at 5/8 brightness */
+		uint32_t c = PAL_RAINBOW[(i + pal * 64) & 255];
+		dim[i] = ((c >> 1) & 0x7F7F7F) + ((c >> 3) & 0x1F1F1F);
+	}
+	for (int y = 0; y < bh; y++) {
+		int base = y + isin(y * 3 + ph * 4) / 8 + ph * 3;
+		for (int x = 0; x < bw; x++)
+			cols[x] = dim[(base + x / 2 + isin(x * 2 - ph * 3) / 16) & 255];
+		put_block_row(cv, y, cols);
+	}
+	/* 7 balls; each coordinate is a triangle wave of the time */
+	static const int vx[7] = {5, 7, 3, 9, 4, 6, 8}, vy[7] = {4, 3, 7, 5, 8, 6, 2};
+	for (int k = 0; k < 7; k++) {
+		int r = cv->h / 16 + k * cv->h / 96;
+		int spanx = cv->w - 2 * r > 1 ? cv->w - 2 * r : 1;
+		int spany = cv->h - 2 * r > 1 ? cv->h - 2 * r : 1;
+		int tx = (k * 2 * spanx / 7 + ph * vx[k]) % (2 * spanx);
+		int ty = ((k * 3 % 7) * 2 * spany / 7 + ph * vy[k]) % (2 * spany);
+		int cx = r + (tx < spanx ? tx : 2 * spanx - tx);
+		int cy = r + (ty < spany ? ty : 2 * spany - ty);
+		uint32_t c = PAL_RAINBOW[(k * 37 + ph + 128) & 255];
+		int cr = (c >> 16) & 255, cg = (c >> 8) & 255, cb = c & 255;
+		for (int y = -r; y <= r; y++) {
+			if (cy + y < 0 || cy + y >= cv->h)
+				continue;
+			uint32_t *row = cv_row(cv, cy + y);
+			for (int x = -r; x <= r; x++) {
+				int d2 = x * x + y * y;
+				if (d2 > r * r || cx + x < 0 || cx + x >= cv->w)
+					continue;
+				/* light from the top left: brighter towards (-r/3, -r/3) */
+				int lx = x + r / 3, ly = y + r / 3;
+				int l = 255 - (lx * lx + ly * ly) * 200 / (r * r);
+				l = l < 40 ? 40 : l;
+				int hi = l > 200 ? (l - 200) * 4 : 0;
+				row[cx + x] = rgb3(cr * l / 255 + hi, cg * l / 255 + hi,
+						   cb * l / 255 + hi);
+			}
+		}
+	}
+}
+
+static void draw_overlay(const struct canvas *cv, int head, uint32_t frame, double fps)
+{
+	static const uint32_t accent[4] = {0xFFD040, 0x40E0FF, 0x80FF80, 0xFF80C0};
+	int big = cv->h / 48 > 2 ? cv->h / 48 : 2, mid = big / 2, lab = mid / 2;
+	int small = cv->h / 256 > 1 ? cv->h / 256 : 1, m = cv->h / 24, pad = big / 2;
+	char t[64], num[16];
+
+	/* top left: head number and the frame counter */
+	snprintf(num, sizeof(num), "%06u", frame % 1000000);
+	snprintf(t, sizeof(t), "HEAD %d", head);
+	cv_shade(cv, m, m, text_width(num, big) + 2 * pad, 7 * mid + 7 * big + 3 * pad);
+	draw_text(cv, m + pad, m + pad, mid, accent[head & 3], t);
+	draw_text(cv, m + pad + text_width(t, mid) + 3 * mid, m + pad + 7 * (mid - lab), lab,
+		  0xC0C0C0, "FRAME");
+	draw_text(cv, m + pad, m + 2 * pad + 7 * mid, big, 0xFFFFFF, num);
+
+	/* bottom left: what this is */
+	if (fps > 0)
+		snprintf(t, sizeof(t), "VSHM-GPU DEMO  %dX%d  %4.1f FPS", cv->w, cv->h, fps);
+	else /* not measured yet */
+		snprintf(t, sizeof(t), "VSHM-GPU DEMO  %dX%d  --.- FPS", cv->w, cv->h);
+	int sy = cv->h - m - 7 * small;
+	cv_shade(cv, m, sy - 2 * small, text_width(t, small) + 4 * small, 11 * small);
+	draw_text(cv, m + 2 * small, sy, small, 0xFFFFFF, t);
+
+	/* bottom right and, if there is room next to the counter, top right: the
+	 * frame number for the host, DEMO_BITS cells (two copies: a capture that
+	 * mixes two frames shows two numbers) */
+	int cell = 8, gap = 4, cw = DEMO_BITS * (cell + gap) + gap;
+	int cx = cv->w - m - cw, cys[2] = {cv->h - m - cell - 2 * gap, m};
+	int copies = cx >= m + text_width(num, big) + 2 * pad + gap ? 2 : 1;
+	for (int k = 0; k < copies; k++) {
+		cv_fill(cv, cx, cys[k], cw, cell + 2 * gap, 0x000000);
+		for (int i = 0; i < DEMO_BITS; i++)
+			cv_fill(cv, cx + gap + i * (cell + gap), cys[k] + gap, cell, cell,
+				(frame >> (DEMO_BITS - 1 - i)) & 1 ? 0xFFFFFF : 0x303030);
+	}
+}
+
+static int wait_flips(int fd, int n)
+{
+	while (n > 0) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 5000) <= 0) {
+			fail("no flip-complete event within 5 s");
+			return -1;
+		}
+		char ev[256];
+		ssize_t len = read(fd, ev, sizeof(ev));
+		if (len < (ssize_t)sizeof(struct drm_event)) {
+			fail("read DRM event: %s", strerror(errno));
+			return -1;
+		}
+		for (ssize_t off = 0; off + (ssize_t)sizeof(struct drm_event) <= len;) {
+			struct drm_event *e = (struct drm_event *)(ev + off);
+			if (e->type == DRM_EVENT_FLIP_COMPLETE)
+				n--;
+			off += e->length;
+		}
+	}
+	return 0;
+}
+
+static int run_demo(int seconds, int w, int h)
+{
+	struct card c;
+	struct demo_head dh[MAX_HEADS];
+	struct drm_mode_modeinfo mode;
+
+	init_sin();
+	init_palettes();
+	if (card_open(&c))
+		return 1;
+	int n = c.nout < c.ncrtc ? c.nout : c.ncrtc;
+	if (n < 1) {
+		fail("no head");
+		return 1;
+	}
+	memset(dh, 0, sizeof(dh));
+	for (int i = 0; i < n; i++) {
+		for (int b = 0; b < 2; b++)
+			if (fb_create(c.fd, w, h, DRM_FORMAT_XRGB8888, &dh[i].fb[b]))
+				return 1;
+		if (i % 2 == 0) {
+			/* distance (in 1/2 blocks, mod 256) of every block of a grid
+			 * twice the block size of the screen from its centre */
+			int bw = (w + 1) / 2, bh = (h + 1) / 2;
+			dh[i].dist_w = 2 * bw;
+			dh[i].dist = malloc((size_t)4 * bw * bh);
+			if (!dh[i].dist) {
+				fail("out of memory");
+				return 1;
+			}
+			for (int y = 0; y < 2 * bh; y++)
+				for (int x = 0; x < 2 * bw; x++) {
+					int dx = x - bw, dy = y - bh, d2 = dx * dx + dy * dy, r = 0;
+					while ((r + 1) * (r + 1) <= d2)
+						r++;
+					dh[i].dist[(size_t)y * 2 * bw + x] = (uint8_t)(r / 2 * 3);
+				}
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		struct canvas cv = {dh[i].fb[0].map, dh[i].fb[0].pitch, w, h};
+		cv_fill(&cv, 0, 0, w, h, 0x000000);
+		find_mode(&c, i, w, h, &mode);
+		if (set_crtc(&c, i, dh[i].fb[0].fb_id, &mode))
+			return 1;
+		dh[i].back = 1;
+	}
+	printf("@@INFO demo %d heads, %dx%d, %d s, at most %d frames/s\n", n, w, h, seconds,
+	       DEMO_FPS_MAX);
+	fflush(stdout);
+
+	double t0 = now_ms(), t_report = t0, t_draw = 0, t_wait = 0, fps = 0;
+	uint32_t frame = 0, frames_report = 0;
+	for (;;) {
+		double t = now_ms();
+		if (t - t0 >= seconds * 1000.0)
+			break;
+		frame++;
+		/* animation phase: 60 steps per second whatever the frame rate */
+		int phase = (int)((t - t0) * 60 / 1000);
+		for (int i = 0; i < n; i++) {
+			struct fb *b = &dh[i].fb[dh[i].back];
+			struct canvas cv = {b->map, b->pitch, w, h};
+			if (i % 2 == 0)
+				draw_plasma(&cv, &dh[i], i / 2, phase);
+			else
+				draw_bands(&cv, i / 2, phase);
+			draw_overlay(&cv, i, frame, fps);
+		}
+		double t1 = now_ms();
+		for (int i = 0; i < n; i++) {
+			struct drm_mode_crtc_page_flip pf = {
+				.crtc_id = c.out[i].crtc_id, .fb_id = dh[i].fb[dh[i].back].fb_id,
+				.flags = DRM_MODE_PAGE_FLIP_EVENT, .user_data = (uint64_t)i};
+			if (ioctl_retry(c.fd, DRM_IOCTL_MODE_PAGE_FLIP, &pf)) {
+				fail("PAGE_FLIP head %d frame %u: %s", i, frame, strerror(errno));
+				return 1;
+			}
+			dh[i].back ^= 1;
+		}
+		if (wait_flips(c.fd, n))
+			return 1;
+		drain(c.fd);
+		double t2 = now_ms();
+		t_draw += t1 - t;
+		t_wait += t2 - t1;
+		if (t2 - t_report >= 1000) {
+			fps = (frame - frames_report) * 1000.0 / (t2 - t_report);
+			printf("@@INFO demo t=%.1f frame=%u fps=%.1f draw=%.1fms flip+drain=%.1fms\n",
+			       (t2 - t0) / 1000, frame, fps, t_draw / frame, t_wait / frame);
+			fflush(stdout);
+			t_report = t2;
+			frames_report = frame;
+		}
+		/* at most DEMO_FPS_MAX frames per second (no catching up after a
+		 * slow frame: the frame rate shown stays honest) */
+		double left = t + 1000.0 / DEMO_FPS_MAX - now_ms();
+		if (left > 0)
+			usleep((useconds_t)(left * 1000));
+	}
+	double secs = (now_ms() - t0) / 1000;
+	printf("@@DATA demo heads=%d w=%d h=%d frames=%u seconds=%.2f fps=%.1f draw_ms=%.1f "
+	       "flip_ms=%.1f\n",
+	       n, w, h, frame, secs, frame / secs, frame ? t_draw / frame : 0,
+	       frame ? t_wait / frame : 0);
+	for (int i = 0; i < n; i++) {
+		fb_destroy(c.fd, &dh[i].fb[0]);
+		fb_destroy(c.fd, &dh[i].fb[1]);
+		free(dh[i].dist);
+	}
+	close(c.fd);
+	return g_failed;
+}
+
 /* ------------------------------------------------------------ main */
 
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc != 2) {
-		fprintf(stderr, "usage: %s modes | fbcon | kms:WxH:flip|dirty:N | heads:N | cursor\n",
+		fprintf(stderr,
+			"usage: %s modes | fbcon | kms:WxH:flip|dirty:N | heads:N | cursor | "
+			"demo:S[:WxH]\n",
 			argv[0]);
 		return 2;
 	}
@@ -865,6 +1331,11 @@ int main(int argc, char **argv)
 		return test_fbcon();
 	if (!strcmp(argv[1], "cursor"))
 		return test_cursor();
+	int dw = 1024, dh = 768;
+	int nd = sscanf(argv[1], "demo:%d:%dx%d", &n, &dw, &dh);
+	if ((nd == 1 || nd == 3) && n >= 1 && n <= 86400 && dw >= 320 && dh >= 240 &&
+	    dw <= 4096 && dh <= 4096)
+		return run_demo(n, dw, dh);
 	if (sscanf(argv[1], "heads:%d", &n) == 1 && n >= 1 && n <= MAX_HEADS)
 		return test_heads(n);
 	if (sscanf(argv[1], "kms:%dx%d:%15[a-z]:%d", &w, &h, kind, &n) == 4 && w >= 700 &&
