@@ -17,6 +17,16 @@
  * at the first byte of the message they belong to, and never carries bytes
  * of an earlier message. Messages without fds are batched freely.
  *
+ * Zero-copy send (VSHM_CONN_F_SPLICE_REF, conn_splice.c): large referenced
+ * payload segments are marked "splice" when queued. flush_queue() moves a
+ * run of them from the head of the queue into the conn's pipe (vmsplice)
+ * and from there into the socket (splice). Their bytes leave the queue
+ * (out_consume, and the release callback) only once splice() has put them
+ * into the socket. While the pipe holds bytes, nothing else is written to
+ * the socket: they are the next bytes of the stream. Headers and fds still
+ * go by sendmsg(), which stops in front of a splice segment, so an fd still
+ * rides on the first byte of its own message.
+ *
  * Anything a peer sends is bounded (payload size, fds, bytes we hold for
  * it) and never asserted on; a framing error makes the conn unusable and
  * closes every fd that came with the rejected message.
@@ -34,6 +44,7 @@
 #include <vshm/log.h>
 #include <vshm/loop.h>
 
+#include "conn_splice.h"
 #include "util.h"
 
 #define CONN_HEADER_MIN 4
@@ -44,6 +55,15 @@
 #define CONN_FLUSH_IOV_MAX 64
 /* First receive buffer; grows on demand up to header + max_payload. */
 #define CONN_RX_INITIAL 4096
+/*
+ * Splice only referenced segments of at least a page (small ones are
+ * usually per-message metadata that must be exact when it is read), and
+ * only in messages with enough of them to pay for vmsplice + splice.
+ */
+#define CONN_SPLICE_MIN_SEG 4096
+#define CONN_SPLICE_MIN_MSG (64 * 1024)
+/* Config flags this version understands. */
+#define CONN_KNOWN_FLAGS VSHM_CONN_F_SPLICE_REF
 
 /*
  * A peer can trigger these errors at will by reconnecting, so the limiter is
@@ -54,6 +74,7 @@ static struct vshm_ratelimit conn_log_rl = VSHM_RATELIMIT_INIT(5000, 10);
 struct out_seg {
 	const uint8_t *p;
 	size_t len;
+	bool splice; /* referenced, to be sent through the pipe */
 };
 
 /* One queued message (or the unwritten tail of one). */
@@ -85,6 +106,8 @@ struct vshm_conn {
 
 	struct out_msg *out_head, *out_tail;
 	size_t queued;
+	/* Zero-copy path; pipe bytes are the first sp.in_pipe bytes of the queue. */
+	struct conn_splice sp;
 
 	struct vshm_conn_stats stats;
 };
@@ -96,6 +119,8 @@ static bool config_valid(const struct vshm_conn_config *cfg)
 	if (cfg->size_offset > cfg->header_size - sizeof(uint32_t))
 		return false;
 	if (cfg->max_fds > VSHM_CONN_MAX_FDS)
+		return false;
+	if (cfg->flags & ~(uint32_t)CONN_KNOWN_FLAGS)
 		return false;
 	/* header + max_payload must fit a size_t (only matters on 32-bit). */
 	if ((uint64_t)cfg->max_payload + cfg->header_size > SIZE_MAX)
@@ -134,6 +159,7 @@ VSHM_EXPORT int vshm_conn_new(int fd, const struct vshm_conn_config *cfg, struct
 	}
 	c->fd = fd;
 	c->cfg = *cfg;
+	conn_splice_init(&c->sp);
 	*out = c;
 	return 0;
 
@@ -172,6 +198,8 @@ VSHM_EXPORT void vshm_conn_destroy(struct vshm_conn *c)
 	if (!c->rx_returned)
 		close_fds(c->rx_fds, c->rx_nfds);
 	free(c->rx_buf);
+	/* Pages already in skbs stay referenced by the kernel, not by us. */
+	conn_splice_fini(&c->sp);
 	vshm_close_fd(c->fd);
 	free(c);
 }
@@ -365,13 +393,43 @@ VSHM_EXPORT int vshm_conn_recv(struct vshm_conn *c, struct vshm_conn_msg *msg)
 	return 0;
 }
 
+static bool seg_spliceable(size_t len)
+{
+	return len >= CONN_SPLICE_MIN_SEG;
+}
+
+/*
+ * Whether a send_ref message goes the zero-copy way. If so, *prefix_cnt is
+ * the number of iovecs in front of the first segment to splice (the header
+ * and small segments, which sendmsg() writes).
+ */
+static bool splice_eligible(const struct vshm_conn *c, const struct iovec *iov, int iovcnt,
+                            int *prefix_cnt)
+{
+	size_t spliced = 0;
+	int first = iovcnt;
+
+	if (!(c->cfg.flags & VSHM_CONN_F_SPLICE_REF) || !conn_splice_available())
+		return false;
+	for (int k = 1; k < iovcnt; k++) {
+		if (!seg_spliceable(iov[k].iov_len))
+			continue;
+		if (first == iovcnt)
+			first = k;
+		spliced += iov[k].iov_len;
+	}
+	*prefix_cnt = first;
+	return spliced >= CONN_SPLICE_MIN_MSG;
+}
+
 /*
  * Build a queue entry for what is left of @iov after @skip bytes were
  * written. In copy mode all of it is copied; in ref mode only the header
- * is, and the payload segments point at the caller's memory.
+ * is, and the payload segments point at the caller's memory (with @zc,
+ * the large ones are marked for splicing).
  */
 static struct out_msg *out_msg_new(struct vshm_conn *c, const struct iovec *iov, int iovcnt,
-                                   size_t total, size_t skip, bool ref)
+                                   size_t total, size_t skip, bool ref, bool zc)
 {
 	const size_t hsz = c->cfg.header_size;
 	size_t rest = total - skip;
@@ -398,6 +456,7 @@ static struct out_msg *out_msg_new(struct vshm_conn *c, const struct iovec *iov,
 	if (copy_len) {
 		m->segs[m->nseg].p = copy;
 		m->segs[m->nseg].len = copy_len;
+		m->segs[m->nseg].splice = false;
 		m->nseg++;
 	}
 	for (int k = 0; k < iovcnt; k++) {
@@ -418,6 +477,7 @@ static struct out_msg *out_msg_new(struct vshm_conn *c, const struct iovec *iov,
 		} else if (end > start) {
 			m->segs[m->nseg].p = base + start;
 			m->segs[m->nseg].len = end - start;
+			m->segs[m->nseg].splice = zc && seg_spliceable(len);
 			m->nseg++;
 		}
 		pos += len;
@@ -481,7 +541,52 @@ static void set_rights(struct msghdr *mh, void *buf, size_t buflen, const int *f
 	memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
 }
 
-static int flush_queue(struct vshm_conn *c)
+/*
+ * The zero-copy step at the head of the queue. Returns 1 when bytes moved
+ * (loop again), 0 when sendmsg() should write the head now, -EAGAIN when
+ * the socket is full with bytes still in the pipe, or a fatal error.
+ */
+static int flush_splice(struct vshm_conn *c, struct conn_sigpipe_guard *g)
+{
+	struct out_msg *head = c->out_head;
+	ssize_t n;
+
+	if (!c->sp.in_pipe) {
+		struct iovec iov[CONN_FLUSH_IOV_MAX];
+		int niov = 0;
+
+		/* Fill only from a run of splice segments of the head message. */
+		for (unsigned s = head->cur_seg;
+		     s < head->nseg && head->segs[s].splice && niov < CONN_FLUSH_IOV_MAX; s++) {
+			size_t off = s == head->cur_seg ? head->cur_off : 0;
+
+			iov[niov].iov_base = (void *)(head->segs[s].p + off);
+			iov[niov].iov_len = head->segs[s].len - off;
+			niov++;
+		}
+		if (niov == 0)
+			return 0;
+		n = conn_splice_fill(&c->sp, iov, niov);
+		if (n == 0 || n == CONN_SPLICE_UNSUPPORTED)
+			return 0;
+		if (n < 0)
+			return conn_fail(c, (int)n);
+	}
+	conn_sigpipe_block(g);
+	n = conn_splice_drain(&c->sp, c->fd);
+	if (n == CONN_SPLICE_UNSUPPORTED)
+		return 0; /* the pipe was emptied; its bytes are still queued */
+	if (n == -EAGAIN)
+		return -EAGAIN;
+	if (n < 0)
+		return conn_fail(c, (int)n);
+	c->stats.bytes_spliced += (uint64_t)n;
+	out_consume(c, (size_t)n);
+	/* Bytes left in the pipe: the socket is full, and they go first. */
+	return c->sp.in_pipe ? -EAGAIN : 1;
+}
+
+static int flush_queue_guarded(struct vshm_conn *c, struct conn_sigpipe_guard *g)
 {
 	union {
 		struct cmsghdr align;
@@ -495,20 +600,41 @@ static int flush_queue(struct vshm_conn *c)
 		int niov = 0;
 		size_t want = 0;
 		ssize_t n;
+		bool splice_ok = false;
 
-		/* A message with fds must open a sendmsg(); see the top of the file. */
+		if (c->sp.in_pipe ||
+		    (head->cur_seg < head->nseg && head->segs[head->cur_seg].splice)) {
+			int r = flush_splice(c, g);
+
+			if (r > 0)
+				continue;
+			if (r < 0)
+				return r;
+			/* Not splicing this time: sendmsg() takes the segment. */
+		} else {
+			splice_ok = conn_splice_available();
+		}
+
+		/*
+		 * A message with fds must open a sendmsg(); see the top of the
+		 * file. A splice segment ends it: it goes through the pipe.
+		 */
 		for (struct out_msg *m = head; m && niov < CONN_FLUSH_IOV_MAX; m = m->next) {
 			if (m != head && m->nfds)
 				break;
 			for (unsigned s = m->cur_seg; s < m->nseg && niov < CONN_FLUSH_IOV_MAX;
 			     s++) {
 				size_t off = s == m->cur_seg ? m->cur_off : 0;
+
+				if (niov > 0 && splice_ok && m->segs[s].splice)
+					goto gathered;
 				iov[niov].iov_base = (void *)(m->segs[s].p + off);
 				iov[niov].iov_len = m->segs[s].len - off;
 				want += iov[niov].iov_len;
 				niov++;
 			}
 		}
+	gathered:
 		mh.msg_iov = iov;
 		mh.msg_iovlen = (size_t)niov;
 		set_rights(&mh, ctrl.buf, sizeof(ctrl.buf), head->fds, head->nfds);
@@ -537,6 +663,15 @@ static int flush_queue(struct vshm_conn *c)
 			return c->out_head ? -EAGAIN : 0;
 	}
 	return 0;
+}
+
+static int flush_queue(struct vshm_conn *c)
+{
+	struct conn_sigpipe_guard g = { .active = false };
+	int r = flush_queue_guarded(c, &g);
+
+	conn_sigpipe_restore(&g, r == -EPIPE);
+	return r;
 }
 
 static int check_message(const struct vshm_conn *c, const struct iovec *iov, int iovcnt,
@@ -580,10 +715,10 @@ static int conn_send_common(struct vshm_conn *c, const struct iovec *iov, int io
 		struct cmsghdr align;
 		char buf[CMSG_SPACE(sizeof(int) * VSHM_CONN_MAX_FDS)];
 	} ctrl;
-	bool was_idle;
-	size_t total = 0, written = 0;
+	bool was_idle, zc;
+	size_t total = 0, written = 0, direct = 0;
 	struct out_msg *m;
-	int r;
+	int r, direct_cnt = iovcnt;
 
 	if (!c) {
 		r = -EINVAL;
@@ -602,13 +737,18 @@ static int conn_send_common(struct vshm_conn *c, const struct iovec *iov, int io
 		goto out_release;
 	}
 
+	/* Zero-copy: sendmsg() writes only what comes before the first splice segment. */
+	zc = ref && splice_eligible(c, iov, iovcnt, &direct_cnt);
+	for (int k = 0; k < direct_cnt; k++)
+		direct += iov[k].iov_len;
+
 	was_idle = c->out_head == NULL;
 	if (was_idle) {
 		struct msghdr mh = { 0 };
 		ssize_t n;
 
 		mh.msg_iov = (struct iovec *)iov;
-		mh.msg_iovlen = (size_t)iovcnt;
+		mh.msg_iovlen = (size_t)direct_cnt;
 		set_rights(&mh, ctrl.buf, sizeof(ctrl.buf), fds, nfds);
 		do {
 			n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -633,7 +773,7 @@ static int conn_send_common(struct vshm_conn *c, const struct iovec *iov, int io
 		}
 	}
 
-	m = out_msg_new(c, iov, iovcnt, total, written, ref);
+	m = out_msg_new(c, iov, iovcnt, total, written, ref, zc);
 	if (!m) {
 		/* Part of the message is on the wire: the stream is now torn. */
 		r = written ? conn_fail(c, -ENOMEM) : -ENOMEM;
@@ -661,8 +801,11 @@ static int conn_send_common(struct vshm_conn *c, const struct iovec *iov, int io
 	c->out_tail = m;
 	c->queued += m->remaining;
 
-	if (!was_idle) {
-		/* Queued behind earlier data; push what the socket takes now. */
+	/*
+	 * Queued behind earlier data, or the zero-copy part is next and the
+	 * socket took everything before it: push what the socket takes now.
+	 */
+	if (!was_idle || (zc && written == direct)) {
 		r = flush_queue(c);
 		if (r < 0 && r != -EAGAIN)
 			return r;

@@ -35,7 +35,31 @@ struct vshm_conn_config {
 	uint32_t max_payload; /* a larger declared size is a framing error (-EMSGSIZE) */
 	uint32_t max_fds;     /* more fds on one message: error, all of them closed */
 	size_t max_queued;    /* bound on bytes held for sending; beyond it send fails -ENOBUFS */
+	uint32_t flags;       /* VSHM_CONN_F_*; 0 keeps the default behaviour */
 };
+
+/*
+ * VSHM_CONN_F_SPLICE_REF: send large referenced payload segments of
+ * vshm_conn_send_ref() without copying them: vmsplice() into a pipe owned
+ * by the conn, then splice() into the socket (Linux >= 6.5 hands AF_UNIX
+ * stream sockets the pages by reference). Headers, segments under 4 KiB,
+ * messages whose referenced payload is under 64 KiB and anything sent with
+ * vshm_conn_send() still go through sendmsg(), so per-message metadata is
+ * exact; the byte order on the stream and fd attachment are unchanged. If
+ * the kernel refuses (EINVAL/ENOSYS/EOPNOTSUPP), the conn falls back to
+ * sendmsg() for good (logged once per process).
+ *
+ * What changes for the caller: the release callback runs once the bytes
+ * are in the socket, but the kernel then still references the PAGES, and
+ * the peer reads whatever they hold when it reads. Unmapping or freeing to
+ * the system (munmap) after release is memory-safe (the kernel keeps the
+ * pages), but a later write to the same pages, including memory that
+ * malloc() hands out again, may be what the peer sees. Use it only for
+ * memory where "the latest content wins" is acceptable, e.g. a display
+ * image (the same tearing a queued referenced message already allows).
+ * A conn with this flag creates one pipe (two fds) on first use.
+ */
+#define VSHM_CONN_F_SPLICE_REF (1u << 0)
 
 struct vshm_conn;
 
@@ -107,6 +131,9 @@ int vshm_conn_send(struct vshm_conn *c, const struct iovec *iov, int iovcnt, con
  * (the header, <= 64 bytes) is always copied. Used for large pixel payloads.
  * @release runs exactly once on every path, including an error return
  * (then before this returns), so the caller never frees on error itself.
+ * With VSHM_CONN_F_SPLICE_REF, large payload segments are spliced instead
+ * (see the flag): @release then runs once they are in the socket, while
+ * the kernel may still hold the pages until the peer reads them.
  */
 typedef void (*vshm_conn_release_fn)(void *data);
 int vshm_conn_send_ref(struct vshm_conn *c, const struct iovec *iov, int iovcnt, const int *fds,
@@ -129,7 +156,8 @@ struct vshm_conn_stats {
 	uint64_t bytes_in, bytes_out;
 	uint64_t bytes_copied; /* payload bytes copied into the out-queue */
 	uint64_t fds_in, fds_out;
-	uint64_t fds_closed; /* received fds closed because a message was rejected */
+	uint64_t fds_closed;    /* received fds closed because a message was rejected */
+	uint64_t bytes_spliced; /* payload bytes sent by splice() (not copied); in bytes_out */
 };
 void vshm_conn_get_stats(const struct vshm_conn *c, struct vshm_conn_stats *out);
 

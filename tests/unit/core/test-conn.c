@@ -988,3 +988,421 @@ TEST(unix_socket_errors)
 
 	CHECK_EQ(vshm_unix_accept(-1, &fd), -EINVAL);
 }
+
+/* ---- zero-copy send of referenced payloads (VSHM_CONN_F_SPLICE_REF) ---- */
+
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#include "conn_splice.h"
+
+#define ZC_BIG (8u * 1024 * 1024 + 1237) /* 8 MiB and an odd tail */
+
+static const struct vshm_conn_config zc_cfg = {
+	.header_size = sizeof(struct hdr),
+	.size_offset = 8,
+	.max_payload = 16 * 1024 * 1024,
+	.max_fds = 8,
+	.max_queued = 64 * 1024 * 1024,
+	.flags = VSHM_CONN_F_SPLICE_REF,
+};
+
+/* Anonymous pages for a referenced payload, unmapped by zc_free(). */
+static uint8_t *zc_alloc(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	CHECK(p != MAP_FAILED);
+	return p;
+}
+
+static void zc_free(void *p, size_t len)
+{
+	CHECK_OK(munmap(p, len));
+}
+
+/*
+ * A referenced message as the GPU daemon sends one: header, a small
+ * per-message struct (sendmsg), then the pixels in two parts (spliced).
+ */
+static int zc_send(struct vshm_conn *c, uint32_t req, const uint8_t *payload, size_t len,
+                   const int *fds, unsigned nfds, int *released)
+{
+	struct hdr h = { .request = req, .size = (uint32_t)(sizeof(uint32_t) + len) };
+	/* Referenced like the pixels, so it must outlive a queued message. */
+	static uint32_t metas[64];
+	uint32_t *meta = &metas[req % 64];
+	size_t first = len / 3 + 1;
+	struct iovec iov[4] = {
+		{ &h, sizeof(h) },
+		{ meta, sizeof(*meta) },
+		{ (void *)payload, first },
+		{ (void *)(payload + first), len - first },
+	};
+
+	*meta = req ^ 0xa5a5a5a5u;
+	return vshm_conn_send_ref(c, iov, 4, fds, nfds, count_release, released);
+}
+
+static bool zc_check_msg(const struct vshm_conn_msg *msg, uint32_t req, size_t len)
+{
+	uint32_t meta;
+
+	if (((const struct hdr *)msg->hdr)->request != req ||
+	    msg->payload_size != sizeof(uint32_t) + len)
+		return false;
+	memcpy(&meta, msg->payload, sizeof(meta));
+	return meta == (req ^ 0xa5a5a5a5u) && check_pattern(msg->payload + sizeof(meta), len, req);
+}
+
+/* Receive one message on @b, flushing @a whenever @b has nothing. */
+static void zc_recv_flushing(struct vshm_conn *a, struct vshm_conn *b, struct vshm_conn_msg *msg)
+{
+	unsigned spins = 0;
+
+	for (;;) {
+		int r = vshm_conn_recv(b, msg);
+
+		if (r == 0)
+			return;
+		CHECK_EQ(r, -EAGAIN);
+		r = vshm_conn_flush(a);
+		CHECK(r == 0 || r == -EAGAIN);
+		CHECK(++spins < 10000000);
+	}
+}
+
+TEST(conn_splice_large_ref_payload_byte_exact)
+{
+	struct vshm_conn *a, *b;
+	struct vshm_conn_msg msg;
+	struct vshm_conn_stats st;
+	size_t map_len = ZC_BIG + 2 * 4096;
+	uint8_t *map = zc_alloc(map_len);
+	uint8_t *payload = map + 123; /* not page-aligned */
+	int released = 0;
+
+	fill_pattern(payload, ZC_BIG, 5);
+	conn_pair(&zc_cfg, &a, &b);
+	CHECK_OK(zc_send(a, 5, payload, ZC_BIG, NULL, 0, &released));
+	zc_recv_flushing(a, b, &msg);
+	CHECK(zc_check_msg(&msg, 5, ZC_BIG));
+	CHECK_EQ(msg.nfds, 0);
+	/* Everything is in the socket, so the release has run, once. */
+	CHECK_EQ(released, 1);
+	CHECK(!vshm_conn_wants_write(a));
+	CHECK_EQ(vshm_conn_queued_bytes(a), 0);
+	vshm_conn_get_stats(a, &st);
+	CHECK(conn_splice_available());
+	/* The pixels went by splice, header and the small struct by sendmsg. */
+	CHECK_EQ(st.bytes_spliced, ZC_BIG);
+	CHECK_EQ(st.bytes_copied, 0);
+	CHECK_EQ(st.bytes_out, sizeof(struct hdr) + sizeof(uint32_t) + ZC_BIG);
+	CHECK_EQ(st.msgs_out, 1);
+	vshm_conn_destroy(a);
+	vshm_conn_destroy(b);
+	CHECK_EQ(released, 1);
+	zc_free(map, map_len);
+}
+
+TEST(conn_splice_small_payloads_are_not_spliced)
+{
+	struct vshm_conn *a, *b;
+	struct vshm_conn_msg msg;
+	struct vshm_conn_stats st;
+	uint8_t *payload = zc_alloc(64 * 1024);
+	int released = 0;
+
+	conn_pair(&zc_cfg, &a, &b);
+	/* Under the 64 KiB message threshold: sendmsg, as without the flag. */
+	fill_pattern(payload, 60 * 1024, 9);
+	CHECK_OK(zc_send(a, 9, payload, 60 * 1024, NULL, 0, &released));
+	zc_recv_flushing(a, b, &msg);
+	CHECK(zc_check_msg(&msg, 9, 60 * 1024));
+	CHECK_EQ(released, 1);
+	/* Copied messages are never spliced, whatever their size. */
+	fill_pattern(payload, 64 * 1024, 10);
+	CHECK_OK(send_msg(a, 10, payload, 64 * 1024, NULL, 0));
+	zc_recv_flushing(a, b, &msg);
+	CHECK(check_pattern(msg.payload, 64 * 1024, 10));
+	vshm_conn_get_stats(a, &st);
+	CHECK_EQ(st.bytes_spliced, 0);
+	vshm_conn_destroy(a);
+	vshm_conn_destroy(b);
+	zc_free(payload, 64 * 1024);
+}
+
+#define ZC_N   12
+#define ZC_MID (256u * 1024 + 77)
+
+TEST(conn_splice_interleaved_keeps_order_and_fds)
+{
+	struct vshm_conn *a, *b;
+	struct vshm_conn_msg msg;
+	struct vshm_conn_stats st;
+	uint8_t *bufs[ZC_N];
+	uint8_t small[100];
+	int released = 0, base = vshm_test_count_fds();
+	unsigned got = 0;
+	uint64_t spliced = 0;
+
+	conn_pair(&zc_cfg, &a, &b);
+	set_small_buffers(vshm_conn_get_fd(a));
+	set_small_buffers(vshm_conn_get_fd(b));
+	/*
+	 * Even: large referenced (spliced) messages, every fourth with an fd.
+	 * Odd: small copied ones, every other with an fd. All are queued
+	 * before the peer reads anything.
+	 */
+	for (uint32_t k = 0; k < ZC_N; k++) {
+		int t = tagged_fd(k);
+		bool with_fd = (k % 4 == 0) || (k % 4 == 1);
+
+		bufs[k] = NULL;
+		if (k % 2 == 0) {
+			bufs[k] = zc_alloc(ZC_MID);
+			fill_pattern(bufs[k], ZC_MID, k);
+			CHECK_OK(zc_send(a, k, bufs[k], ZC_MID, &t, with_fd ? 1 : 0, &released));
+			spliced += ZC_MID;
+		} else {
+			fill_pattern(small, sizeof(small), k);
+			CHECK_OK(send_msg(a, k, small, sizeof(small), &t, with_fd ? 1 : 0));
+		}
+		close(t);
+	}
+	CHECK(vshm_conn_wants_write(a));
+	CHECK(released < ZC_N / 2);
+
+	while (got < ZC_N) {
+		bool with_fd = (got % 4 == 0) || (got % 4 == 1);
+
+		zc_recv_flushing(a, b, &msg);
+		if (got % 2 == 0) {
+			CHECK(zc_check_msg(&msg, got, ZC_MID));
+		} else {
+			CHECK_EQ(((const struct hdr *)msg.hdr)->request, got);
+			CHECK_EQ(msg.payload_size, sizeof(small));
+			CHECK(check_pattern(msg.payload, sizeof(small), got));
+		}
+		CHECK_EQ(msg.nfds, with_fd ? 1 : 0);
+		if (with_fd)
+			CHECK_EQ(fd_tag(msg.fds[0]), got);
+		vshm_conn_msg_close_fds(&msg);
+		got++;
+	}
+	CHECK_OK(vshm_conn_flush(a));
+	CHECK_EQ(released, ZC_N / 2);
+	vshm_conn_get_stats(a, &st);
+	CHECK_EQ(st.bytes_spliced, spliced);
+	CHECK_EQ(st.msgs_out, ZC_N);
+	CHECK_EQ(st.fds_out, ZC_N / 2);
+	vshm_conn_destroy(a);
+	vshm_conn_destroy(b);
+	CHECK_EQ(released, ZC_N / 2);
+	for (unsigned k = 0; k < ZC_N; k += 2)
+		zc_free(bufs[k], ZC_MID);
+	/* The conn's pipe is gone with it. */
+	CHECK_EQ(vshm_test_count_fds(), base);
+}
+
+TEST(conn_splice_peer_not_reading_waits_then_drains)
+{
+	struct vshm_conn *a, *b;
+	struct vshm_conn_msg msg;
+	struct vshm_conn_stats st0, st1;
+	struct pollfd pfd;
+	uint8_t *payload = zc_alloc(ZC_BIG);
+	int released = 0, t = tagged_fd(77);
+
+	fill_pattern(payload, ZC_BIG, 3);
+	conn_pair(&zc_cfg, &a, &b);
+	CHECK_OK(zc_send(a, 3, payload, ZC_BIG, NULL, 0, &released));
+	/* The peer reads nothing: part is in the socket, part in the pipe. */
+	CHECK(vshm_conn_wants_write(a));
+	CHECK(vshm_conn_queued_bytes(a) > 0);
+	CHECK_EQ(released, 0);
+	vshm_conn_get_stats(a, &st0);
+	CHECK(st0.bytes_spliced > 0);
+	CHECK(st0.bytes_spliced < ZC_BIG);
+	CHECK_EQ(vshm_conn_flush(a), -EAGAIN);
+	CHECK_EQ(vshm_conn_flush(a), -EAGAIN);
+	vshm_conn_get_stats(a, &st1);
+	CHECK_EQ(st1.bytes_spliced, st0.bytes_spliced);
+	pfd = (struct pollfd){ .fd = vshm_conn_get_fd(a), .events = POLLOUT };
+	CHECK_EQ(poll(&pfd, 1, 0), 0);
+	/* A small message with an fd queues behind the pipe's bytes. */
+	CHECK_OK(send_msg(a, 4, "tail", 4, &t, 1));
+	close(t);
+	CHECK_EQ(released, 0);
+
+	zc_recv_flushing(a, b, &msg);
+	CHECK(zc_check_msg(&msg, 3, ZC_BIG));
+	CHECK_EQ(msg.nfds, 0);
+	CHECK_EQ(released, 1);
+	zc_recv_flushing(a, b, &msg);
+	CHECK_EQ(((const struct hdr *)msg.hdr)->request, 4);
+	CHECK_MEM_EQ(msg.payload, "tail", 4);
+	CHECK_EQ(msg.nfds, 1);
+	CHECK_EQ(fd_tag(msg.fds[0]), 77);
+	vshm_conn_msg_close_fds(&msg);
+	CHECK_OK(vshm_conn_flush(a));
+	CHECK(!vshm_conn_wants_write(a));
+	vshm_conn_get_stats(a, &st1);
+	CHECK_EQ(st1.bytes_spliced, ZC_BIG);
+	vshm_conn_destroy(a);
+	vshm_conn_destroy(b);
+	CHECK_EQ(released, 1);
+	zc_free(payload, ZC_BIG);
+}
+
+TEST(conn_splice_destroy_with_bytes_in_pipe)
+{
+	struct vshm_conn *c;
+	uint8_t *payload = zc_alloc(ZC_BIG);
+	uint8_t sink[65536];
+	size_t got = 0;
+	int peer, released = 0, base = vshm_test_count_fds();
+	ssize_t n;
+
+	fill_pattern(payload, ZC_BIG, 4);
+	c = conn_with_raw_peer(&zc_cfg, &peer);
+	CHECK_OK(zc_send(c, 4, payload, ZC_BIG, NULL, 0, &released));
+	CHECK(vshm_conn_wants_write(c));
+	CHECK_EQ(released, 0);
+	vshm_conn_destroy(c);
+	CHECK_EQ(released, 1);
+	/* Our mapping goes away; the peer still reads what was spliced. */
+	zc_free(payload, ZC_BIG);
+	while ((n = read(peer, sink, sizeof(sink))) > 0)
+		got += (size_t)n;
+	CHECK_EQ(n, 0);
+	CHECK(got > sizeof(struct hdr) + sizeof(uint32_t));
+	CHECK(got < sizeof(struct hdr) + sizeof(uint32_t) + ZC_BIG);
+	close(peer);
+	CHECK_EQ(vshm_test_count_fds(), base);
+}
+
+TEST(conn_splice_peer_gone_is_epipe_without_sigpipe)
+{
+	struct vshm_conn *c;
+	uint8_t *payload = zc_alloc(ZC_BIG);
+	int peer, released = 0, r;
+	sigset_t pend;
+
+	/* Without the conn blocking it, a splice() to a closed peer kills us. */
+	signal(SIGPIPE, SIG_DFL);
+	c = conn_with_raw_peer(&zc_cfg, &peer);
+	CHECK_OK(zc_send(c, 1, payload, ZC_BIG, NULL, 0, &released));
+	CHECK(vshm_conn_wants_write(c));
+	close(peer);
+	r = vshm_conn_flush(c);
+	CHECK(r == -EPIPE || r == -ECONNRESET);
+	CHECK_EQ(vshm_conn_flush(c), r);
+	CHECK_EQ(send_msg(c, 2, "x", 1, NULL, 0), r);
+	CHECK_OK(sigpending(&pend));
+	CHECK(!sigismember(&pend, SIGPIPE));
+	CHECK_EQ(released, 0);
+	vshm_conn_destroy(c);
+	CHECK_EQ(released, 1);
+	zc_free(payload, ZC_BIG);
+}
+
+TEST(conn_splice_flag_off_keeps_sendmsg_path)
+{
+	struct vshm_conn_config cfg = zc_cfg;
+	struct vshm_conn *a, *b;
+	struct vshm_conn_msg msg;
+	struct vshm_conn_stats st;
+	uint8_t *payload = zc_alloc(ZC_BIG);
+	int released = 0, base = vshm_test_count_fds();
+
+	cfg.flags = 0;
+	fill_pattern(payload, ZC_BIG, 6);
+	conn_pair(&cfg, &a, &b);
+	CHECK_OK(zc_send(a, 6, payload, ZC_BIG, NULL, 0, &released));
+	/* No pipe: only the two sockets are new. */
+	CHECK_EQ(vshm_test_count_fds(), base + 2);
+	zc_recv_flushing(a, b, &msg);
+	CHECK(zc_check_msg(&msg, 6, ZC_BIG));
+	CHECK_EQ(released, 1);
+	vshm_conn_get_stats(a, &st);
+	CHECK_EQ(st.bytes_spliced, 0);
+	CHECK_EQ(st.bytes_copied, 0);
+	vshm_conn_destroy(a);
+	vshm_conn_destroy(b);
+	zc_free(payload, ZC_BIG);
+}
+
+TEST(conn_splice_unknown_flag_rejected)
+{
+	struct vshm_conn_config cfg = zc_cfg;
+	struct vshm_conn *c = NULL;
+	int sv[2];
+
+	cfg.flags = 1u << 31;
+	pair_raw(sv);
+	CHECK_EQ(vshm_conn_new(sv[0], &cfg, &c), -EINVAL);
+	CHECK(c == NULL);
+	close(sv[1]);
+}
+
+/*
+ * Make one syscall fail with @err for the rest of this (forked) test, as a
+ * seccomp filter on an old kernel or in a sandbox would.
+ */
+static void fail_syscall(long nr, int err)
+{
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(filter) / sizeof(filter[0]), .filter = filter };
+
+	CHECK_OK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+	CHECK_OK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0));
+}
+
+/* The runtime fallback: a refused syscall turns splicing off, bytes stay exact. */
+static void check_fallback(long nr, int err)
+{
+	struct vshm_conn *a, *b;
+	struct vshm_conn_msg msg;
+	struct vshm_conn_stats st;
+	uint8_t *payload = zc_alloc(ZC_BIG);
+	int released = 0;
+
+	conn_pair(&zc_cfg, &a, &b);
+	fail_syscall(nr, err);
+	CHECK(conn_splice_available());
+	for (uint32_t k = 1; k <= 2; k++) {
+		fill_pattern(payload, ZC_BIG, k);
+		CHECK_OK(zc_send(a, k, payload, ZC_BIG, NULL, 0, &released));
+		zc_recv_flushing(a, b, &msg);
+		CHECK(zc_check_msg(&msg, k, ZC_BIG));
+		CHECK_EQ(released, (int)k);
+	}
+	CHECK(!conn_splice_available());
+	vshm_conn_get_stats(a, &st);
+	CHECK_EQ(st.bytes_spliced, 0);
+	CHECK_EQ(st.msgs_out, 2);
+	vshm_conn_destroy(a);
+	vshm_conn_destroy(b);
+	zc_free(payload, ZC_BIG);
+}
+
+TEST(conn_splice_fallback_when_vmsplice_refused)
+{
+	check_fallback(SYS_vmsplice, ENOSYS);
+}
+
+TEST(conn_splice_fallback_when_splice_refused)
+{
+	/* vmsplice works, so the pipe holds bytes when splice() says EINVAL. */
+	check_fallback(SYS_splice, EINVAL);
+}
