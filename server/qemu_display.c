@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <vshm/conn.h>
@@ -95,7 +96,8 @@ struct update_ref {
 	struct vgs_qemu_display *d;
 	uint32_t scanout;
 	struct vgs_image *img; /* direct path: the referenced image */
-	void *buf;             /* conversion path: the converted pixels */
+	void *buf;             /* conversion path: the converted pixels (mmap'd) */
+	size_t buf_len;
 	bool in_send, done;
 	/* Referenced by the queued message. Last: the struct ends in a flexible array. */
 	struct vhost_user_gpu_update u;
@@ -259,7 +261,8 @@ static void update_release(void *data)
 
 	r->d->scanouts[r->scanout].inflight--;
 	vgs_image_unref(r->img);
-	free(r->buf);
+	if (r->buf)
+		munmap(r->buf, r->buf_len);
 	r->img = NULL;
 	r->buf = NULL;
 	if (r->in_send)
@@ -375,12 +378,21 @@ static void send_frame(struct vgs_qemu_display *d, uint32_t idx)
 		if (!r)
 			goto refused;
 		if (!native) {
-			uint8_t *buf = malloc((size_t)row_bytes * rows);
+			/*
+			 * mmap, not malloc: with spliced sends the kernel keeps
+			 * referencing these pages after release until QEMU has read
+			 * them. munmap leaves the pages to the kernel; a freed heap
+			 * chunk could be reused and leak other daemon memory.
+			 */
+			size_t len = (size_t)row_bytes * rows;
+			uint8_t *buf = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-			if (!buf) {
+			if (buf == MAP_FAILED) {
 				free(r);
 				goto refused;
 			}
+			r->buf_len = len;
 			for (uint32_t i = 0; i < rows; i++)
 				convert_row(buf + (size_t)i * row_bytes,
 				            src + (size_t)i * img->stride, dmg.width, img->format);
@@ -861,6 +873,8 @@ int vgs_qemu_display_set_socket(struct vgs_qemu_display *d, int fd)
 		.max_payload = MAX_REPLY_PAYLOAD,
 		.max_fds = 1,
 		.max_queued = d->cfg.max_queued,
+		/* Pixels go to QEMU by page reference (vmsplice + splice), not copied. */
+		.flags = VSHM_CONN_F_SPLICE_REF,
 	};
 	struct vshm_conn *conn;
 	int r;
