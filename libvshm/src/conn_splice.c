@@ -89,6 +89,23 @@ void conn_splice_fini(struct conn_splice *s)
 	conn_splice_init(s);
 }
 
+/*
+ * splice() has no MSG_NOSIGNAL. When the process ignores SIGPIPE (daemons
+ * usually do) there is nothing to mask, and masking costs two or more
+ * syscalls per flush. The disposition is sampled whenever a conn sets up
+ * its pipe; an embedder that installs a SIGPIPE handler later gets the
+ * masking from the next conn on.
+ */
+static int sigpipe_ignored = -1;
+
+static void sigpipe_check_ignored(void)
+{
+	struct sigaction sa;
+
+	if (sigaction(SIGPIPE, NULL, &sa) == 0)
+		sigpipe_ignored = !(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_IGN;
+}
+
 static bool pipe_open(struct conn_splice *s)
 {
 	int p[2];
@@ -97,6 +114,7 @@ static bool pipe_open(struct conn_splice *s)
 		return true;
 	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
 		return false; /* out of fds: sendmsg this time, try again later */
+	sigpipe_check_ignored();
 	/*
 	 * Bigger means fewer vmsplice() calls per frame. The per-user pipe
 	 * page limit can refuse a size; halve until one fits or give up at
@@ -166,7 +184,7 @@ void conn_sigpipe_block(struct conn_sigpipe_guard *g)
 {
 	sigset_t set;
 
-	if (g->active)
+	if (g->active || sigpipe_ignored == 1)
 		return;
 	sigemptyset(&set);
 	sigaddset(&set, SIGPIPE);
