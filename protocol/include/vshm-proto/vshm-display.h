@@ -135,6 +135,8 @@ enum vshm_display_request {
 #define VSHM_DISPLAY_MAX_UPDATE_PIXELS  (4u << 20) /* pixels in one QEMU UPDATE */
 /* Largest payload the daemon sends: an UPDATE with 16 MiB of pixels. */
 #define VSHM_DISPLAY_MAX_D2C_PAYLOAD (20u + 4u * VSHM_DISPLAY_MAX_UPDATE_PIXELS)
+/* Largest width and height of a buffer or scanout the daemon sends (both >= 1). */
+#define VSHM_DISPLAY_MAX_DIM 16384u
 
 /* Error codes (vshm_display_error.code). */
 enum vshm_display_error_code {
@@ -199,7 +201,12 @@ struct vshm_display_error {
 } __attribute__((packed));
 
 /* Buffer flags (SHM_BUFFER, DMABUF_BUFFER). */
-#define VSHM_DISPLAY_BUFFER_F_Y_0_TOP 0x1u /* first row in memory is the top row */
+/*
+ * Y_0_TOP set: row 0 in memory (at offset) is the top row of the image
+ * (top-down). Clear: row 0 in memory is the bottom row (bottom-up), so
+ * image row y is memory row height - 1 - y. vshm-gpu always sets it.
+ */
+#define VSHM_DISPLAY_BUFFER_F_Y_0_TOP 0x1u
 
 /* SHM_BUFFER (D->C) + 1 read-only memfd. */
 struct vshm_display_shm_buffer {
@@ -239,7 +246,7 @@ struct vshm_display_buffer_destroy {
 /* SCANOUT (D->C): scanout_id shows rectangle (x, y, width, height) of buffer_id. */
 struct vshm_display_scanout {
 	uint32_t scanout_id;
-	uint32_t buffer_id; /* 0: scanout disabled (all other fields 0) */
+	uint32_t buffer_id; /* 0: scanout disabled (the daemon sends x, y, width, height 0) */
 	uint32_t x;
 	uint32_t y;
 	uint32_t width;
@@ -257,7 +264,7 @@ struct vshm_display_rect {
 
 /* FRAME flags. */
 #define VSHM_DISPLAY_FRAME_F_FENCE 0x1u /* a sync_file fd is attached */
-#define VSHM_DISPLAY_FRAME_F_FULL  0x2u /* whole scanout damaged; num_rects may be 0 */
+#define VSHM_DISPLAY_FRAME_F_FULL  0x2u /* whole scanout damaged; num_rects may be 0 (without FULL: >= 1) */
 
 /* FRAME (D->C), followed by num_rects struct vshm_display_rect (scanout coordinates). */
 struct vshm_display_frame {
@@ -299,12 +306,12 @@ struct vshm_display_heartbeat_scanout {
 
 #define VSHM_DISPLAY_CURSOR_F_VISIBLE 0x1u
 
-/* CURSOR (D->C). */
+/* CURSOR (D->C). One cursor per connection: each CURSOR replaces the last, on any scanout. */
 struct vshm_display_cursor {
 	uint32_t scanout_id;
 	uint32_t buffer_id; /* ARGB8888 SHM_BUFFER with the shape, 0: no shape */
-	uint32_t hot_x;
-	uint32_t hot_y;
+	uint32_t hot_x; /* hot spot in the shape: < the shape's width */
+	uint32_t hot_y; /* < the shape's height */
 	int32_t x; /* hot spot position, scanout coordinates */
 	int32_t y;
 	uint32_t flags; /* VSHM_DISPLAY_CURSOR_F_* */

@@ -7,7 +7,7 @@ usage: gen-asserts.py vshm-display.json out.c
 The output includes vshm-proto/qemu-display.h and vshm-proto/vshm-display.h
 and asserts, for every struct in the json, its size and every field's
 offset, size and C type, and for every message, feature bit, limit, error
-code and refusal reason, the value of the C constant. Compiling it is the
+code, refusal reason and payload flag bit, the value of the C constant. Compiling it is the
 test: any drift between the json and the headers fails the build.
 """
 import json
@@ -66,6 +66,17 @@ def main():
         w('CHECK(%s == %d, "limit %s");' % (lim["c"], lim["value"], lim["name"]))
     for e in spec["errors"] + spec["refuse_reasons"]:
         w('CHECK(%s == %d, "%s");' % (e["c"], e["value"], e["c"]))
+    # Payload flag bits: the C constant's value, and the field they live in.
+    for fl in spec["flags"]:
+        sname, fname = fl["field"].split(".")
+        fields = {f["name"]: f for f in spec["structs"].get(sname, {}).get("fields", [])}
+        if fname not in fields or fields[fname]["type"] != "u32":
+            sys.exit("%s: flag %s: no u32 field %s" % (spec_path, fl["name"], fl["field"]))
+        if fl["value"] & (fl["value"] - 1):
+            sys.exit("%s: flag %s of %s is not a single bit" % (spec_path, fl["name"], fl["field"]))
+        w('CHECK(%s == %du, "flag %s of %s");' % (fl["c"], fl["value"], fl["name"], fl["field"]))
+    # A whole row of the widest scanout fits one QEMU UPDATE (docs/protocol.md 6.5).
+    w('CHECK(VSHM_DISPLAY_MAX_DIM <= VSHM_DISPLAY_MAX_UPDATE_PIXELS, "a row fits one UPDATE");')
     w("")
 
     for name, st in spec["structs"].items():
