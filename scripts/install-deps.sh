@@ -5,7 +5,8 @@
 #   scripts/install-deps.sh [--build] [--test] [--e2e]
 #
 # --build: compiler, meson/ninja and the libraries (see docs/dependencies.md)
-# --test:  + clang for the libFuzzer targets and clang-format for the style check
+# --test:  + clang for the libFuzzer targets, clang-format for the style check,
+#          weston (headless) for the vshm-view tests
 # --e2e:   + QEMU 10 from bookworm-backports and what the guest image needs
 #          (delegated to tests/e2e/install-deps.sh)
 # Packages already present are skipped, so a second run is quick.
@@ -29,7 +30,7 @@ if [ $want_build = 1 ]; then
 		libwayland-dev wayland-protocols libepoxy-dev libvirglrenderer-dev)
 fi
 if [ $want_test = 1 ]; then
-	pkgs+=(clang llvm libclang-rt-14-dev clang-format binutils)
+	pkgs+=(clang llvm libclang-rt-14-dev clang-format binutils weston)
 fi
 
 missing=()

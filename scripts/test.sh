@@ -5,8 +5,9 @@
 #   scripts/test.sh [--quick] [--no-e2e] [--fuzz-seconds N]
 #
 # 1. installs what is missing (apt-get), including QEMU from bookworm-backports
-# 2. builds with -Werror and runs every meson test: unit, integration and the
-#    end-to-end tests that boot a real Linux guest under QEMU
+# 2. builds with -Werror and runs every meson test: unit, integration, the
+#    Wayland preview client under headless weston, and the end-to-end tests
+#    that boot a real Linux guest under QEMU
 # 3. builds again with AddressSanitizer + UndefinedBehaviorSanitizer and runs
 #    the unit and integration tests there
 # 4. builds the libFuzzer targets with clang and runs each for a bounded time
@@ -60,7 +61,7 @@ step "build (gcc, -Werror) and run unit + integration + e2e tests"
 BUILD=build
 [ -d $BUILD ] || meson setup $BUILD -Dwerror=true >/dev/null || exit 1
 ninja -C $BUILD || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
-suites=(--suite unit --suite integration)
+suites=(--suite unit --suite integration --suite wayland)
 [ $E2E = 1 ] && suites+=(--suite e2e)
 meson test -C $BUILD --print-errorlogs "${suites[@]}"
 read -r p f < <(count_meson $BUILD)
