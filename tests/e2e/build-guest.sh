@@ -127,6 +127,14 @@ build_series() {
 	cp /bin/busybox "$stage/bin/busybox"
 	gcc -static -O2 -g0 -s -Wall -Wextra -Werror -I/usr/include/libdrm \
 		-o "$stage/bin/vshm-e2e-guest" "$HERE/guest/vshm-e2e-guest.c"
+	# test "dmabuf": libvshm's buffer + fence sources built into a static
+	# program, to run them against the guest kernel's udmabuf / dma-buf code
+	local vsrc=$REPO/libvshm/src
+	gcc -static -std=gnu11 -D_GNU_SOURCE -O2 -g0 -s -Wall -Wextra -Werror \
+		-Wno-unused-parameter -I/usr/include/libdrm -I"$REPO/libvshm/include" -I"$vsrc" \
+		-o "$stage/bin/vshm-e2e-dmabuf" "$HERE/guest/vshm-e2e-dmabuf.c" \
+		"$vsrc/buffer_memfd.c" "$vsrc/buffer_udmabuf.c" "$vsrc/buffer_dmabuf.c" \
+		"$vsrc/fence.c" "$vsrc/memory.c" "$vsrc/log.c" "$vsrc/util.c" -lpthread
 	cp "$HERE/guest/init" "$stage/init"
 	chmod 755 "$stage/init"
 	(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |

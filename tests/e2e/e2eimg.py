@@ -1,6 +1,6 @@
 """e2eimg - images for the vshm e2e test (Python standard library only).
 
-PPM (P6) reading, PNG writing, and the exact expected images:
+PPM (P6) reading, PNG reading (vshm-capture's frames) and writing, and the exact expected images:
   pattern_rgb()  the KMS test pattern, the same function as pattern_px() in
                  guest/vshm-e2e-guest.c (see the comment at the top there)
   fbcon_rgb()    the text console, rendered from the font and palette the guest
@@ -56,6 +56,99 @@ def write_png(path, w, h, pix, level=1):
         f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)))
         f.write(chunk(b"IDAT", zlib.compress(raw, level)))
         f.write(chunk(b"IEND", b""))
+
+
+def _swar_add(a, b, lo, hi):
+    """Bytewise a + b (mod 256 per byte) of two byte strings held as ints."""
+    return ((a & lo) + (b & lo)) ^ ((a ^ b) & hi)
+
+
+def _unfilter(ftype, raw, prev, bpp):
+    n = len(raw)
+    if ftype == 0:
+        return raw
+    if ftype in (1, 2):
+        lo = int.from_bytes(b"\x7f" * n, "little")
+        hi = int.from_bytes(b"\x80" * n, "little")
+        x = int.from_bytes(raw, "little")
+        if ftype == 2:      # Up
+            x = _swar_add(x, int.from_bytes(prev, "little"), lo, hi)
+        else:               # Sub: a prefix sum per byte lane, in log2(n) steps
+            full = (1 << (8 * n)) - 1
+            shift = 8 * bpp
+            while shift < 8 * n:
+                x = _swar_add(x, (x << shift) & full, lo, hi)
+                shift *= 2
+        return x.to_bytes(n, "little")
+    cur = bytearray(raw)
+    if ftype == 3:          # Average
+        for i in range(n):
+            left = cur[i - bpp] if i >= bpp else 0
+            cur[i] = (cur[i] + ((left + prev[i]) >> 1)) & 255
+        return bytes(cur)
+    if ftype == 4:          # Paeth
+        for i in range(n):
+            b = prev[i]
+            if i >= bpp:
+                a, c = cur[i - bpp], prev[i - bpp]
+            else:
+                a = c = 0
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            if pa <= pb and pa <= pc:
+                cur[i] = (cur[i] + a) & 255
+            elif pb <= pc:
+                cur[i] = (cur[i] + b) & 255
+            else:
+                cur[i] = (cur[i] + c) & 255
+        return bytes(cur)
+    raise ValueError("bad PNG filter type %d" % ftype)
+
+
+def read_png(path):
+    """(width, height, RGB bytes) of an 8-bit RGB or RGBA, non-interlaced PNG
+    (what vshm-capture writes; alpha is dropped)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("%s: not a PNG" % path)
+    pos, idat, hdr = 8, [], None
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if len(body) != length:
+            raise ValueError("%s: truncated %s chunk" % (path, kind))
+        if kind == b"IHDR":
+            hdr = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if hdr is None:
+        raise ValueError("%s: no IHDR" % path)
+    w, h, depth, ctype, _, _, interlace = hdr
+    if depth != 8 or ctype not in (2, 6) or interlace:
+        raise ValueError("%s: depth %d colour type %d interlace %d not supported" % (
+            path, depth, ctype, interlace))
+    bpp = 3 if ctype == 2 else 4
+    stride = bpp * w
+    raw = zlib.decompress(b"".join(idat))
+    if len(raw) != h * (stride + 1):
+        raise ValueError("%s: %d bytes of image data, expected %d" % (
+            path, len(raw), h * (stride + 1)))
+    prev = bytes(stride)
+    rows = []
+    for y in range(h):
+        o = y * (stride + 1)
+        prev = _unfilter(raw[o], raw[o + 1:o + 1 + stride], prev, bpp)
+        rows.append(prev)
+    pix = b"".join(rows)
+    if bpp == 4:
+        rgb_ = bytearray(3 * w * h)
+        rgb_[0::3], rgb_[1::3], rgb_[2::3] = pix[0::4], pix[1::4], pix[2::4]
+        pix = bytes(rgb_)
+    return w, h, pix
 
 
 _ADD = {}

@@ -7,12 +7,18 @@ server).  Standard library only.
 usage: run.py --backend PATH [options]
   --backend PATH     started as: PATH --socket-path=SOCK (must listen there)
   --kernel SERIES    guest built by build-guest.sh (6.1 default, or 6.12)
-  --tests LIST       comma list (default: all, see DEFAULT_TESTS)
+  --tests LIST       comma list (default: all, see DEFAULT_TESTS; "dmabuf"
+                     is extra: libvshm udmabuf/dma-buf/fence checks in the guest)
   --xres/--yres N    vhost-user-gpu-pci xres/yres = the preferred mode (1280x720)
   --heads N          max_outputs (default 2)
   --out DIR          results dir (default $E2E_WORK/run-<backend>-<kernel>)
   --work DIR         work dir (default $E2E_WORK or <repo>/_work/e2e)
   --timeout S        whole run (default 300)
+  --capture PATH|auto|none
+                     vshm-capture for the capture-* checks (default auto:
+                     $VSHM_CAPTURE or BUILD/clients/vshm-capture next to
+                     BUILD/server/vshm-gpu; skipped when the backend has no
+                     --display, e.g. QEMU's; see e2ecapture.py)
 Writes DIR/results.json, DIR/*.png (every screendump; on failure also the
 expected image and a diff mask), guest.log, backend.log, qemu.log.
 Exit status 0 only if every check passed.
@@ -28,6 +34,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import e2ecapture  # noqa: E402
 import e2eimg  # noqa: E402
 from e2eproto import QMP, QMPError, Serial  # noqa: E402
 
@@ -37,6 +44,14 @@ DEFAULT_TESTS = ("modes,fbcon,kms:1024x768:flip:60,kms:1024x768:dirty:60,"
                  "kms:1920x1080:flip:30,kms:1920x1080:dirty:30,heads:2,cursor")
 # modes every EDID-based mode list should offer (QEMU's EDID generator lists
 # these and more, up to its maximum)
+# test "dmabuf" (guest/vshm-e2e-dmabuf.c judges itself and prints @@GCHECK):
+# the checks every kernel must report, and those that need /dev/udmabuf
+# (with udmabuf absent the guest must report dmabuf-fallback instead)
+DMABUF_CHECKS = ("dmabuf-available", "dmabuf-limits", "dmabuf-err-noshrink",
+                 "dmabuf-err-writeseal", "dmabuf-err-notmemfd", "dmabuf-err-e2big",
+                 "dmabuf-err-misaligned", "dmabuf-prime", "dmabuf-prime-fence")
+DMABUF_UDMABUF_CHECKS = ("dmabuf-single", "dmabuf-sync-badflags", "dmabuf-multi",
+                         "dmabuf-guest", "dmabuf-fence")
 COMMON_MODES = ("640x480", "800x600", "1024x768", "1280x1024", "1920x1080")
 DEVICE_ID = "vgpu0"
 
@@ -58,6 +73,9 @@ class Run:
                     "guest_fail": [], "warn": [], "info": [], "dmesg": []}
         self.procs = {}
         self.qmp = None
+        self.capture = None        # e2ecapture.Capture when the backend has --display
+        self.probe = None          # a second one without PNGs: latency / frame age
+        self.capture_exe = None
 
     # ------------------------------------------------------------ helpers
     def ev(self, name):
@@ -124,6 +142,13 @@ class Run:
         entry = self.check_image(kv["name"], head, w, h, exp,
                                  " (counter 0x%08x)" % counter)
         got = self.last_got
+        if self.capture:
+            # the same final frame, as vshm-capture received it on --display
+            ok, msg, extra = self.capture.check(kv["name"], head, w, h, counter, exp)
+            if self.probe:
+                extra["probe"] = st = self.probe.window_stats(head, extra.get("seq"))
+                msg += "; latency probe: " + self.probe.window_text(st)
+            self.add_check("capture-" + kv["name"], ok, msg, **extra)
         if not entry["ok"] and got and got[0:2] == (w, h):
             shown = e2eimg.decode_counter(got[2], w, h)
             entry["counter_shown"] = shown
@@ -239,9 +264,16 @@ class Run:
             if not os.path.exists(f):
                 raise SystemExit("%s missing: run build-guest.sh %s" % (f, a.kernel))
         self.res["kernel_release"] = open(os.path.join(gdir, "kernel-release")).read().strip()
+        # what the dmabuf test must find: udmabuf built in or a module in the image
+        try:
+            cfg = open(os.path.join(gdir, "config")).read().splitlines()
+        except OSError:
+            cfg = []
+        self.res["udmabuf_expected"] = "CONFIG_UDMABUF=y" in cfg
         self.res["boot"] = "pvh" if kernel.endswith("vmlinux") else "bzimage"
         sock = os.path.join(self.out, "vgpu.sock")
         blog = open(os.path.join(self.out, "backend.log"), "wb")
+        self.capture_setup()
         if a.backend == "builtin":
             # QEMU's in-process virtio-gpu: tells guest-side from backend-side problems
             self.procs["backend"] = subprocess.Popen(["sleep", "3600"])
@@ -255,11 +287,30 @@ class Run:
         self.ev("backend_socket")
         self.start_qemu(kernel, initrd, dev)
 
+    def capture_setup(self):
+        """capture-* checks only for a backend with --display (vshm-gpu)."""
+        a = self.a
+        why = e2ecapture.display_support(a.backend) if a.capture != "none" else "--capture none"
+        if why:
+            self.res.setdefault("skipped", []).append({"name": "capture", "why": why})
+            log(self.t0, "SKIP capture: " + why)
+            return
+        self.capture_exe = e2ecapture.find_capture(
+            a.backend, None if a.capture == "auto" else a.capture)
+        if not self.capture_exe:
+            self.add_check("capture", False, "the backend has --display but vshm-capture "
+                           "was not found (--capture PATH or $VSHM_CAPTURE)")
+
     def start_backend(self, sock, blog):
         a = self.a
+        cmd = [a.backend, "--socket-path=" + sock]
+        if self.capture_exe:
+            # a display consumer socket; every head, so a consumer may have all of them
+            dsock = os.path.join(self.out, "display.sock")
+            cmd += ["--display=" + dsock, "--scanouts=%d" % a.heads]
+        self.res["backend_cmdline"] = cmd
         self.procs["backend"] = subprocess.Popen(
-            [a.backend, "--socket-path=" + sock], stdin=subprocess.DEVNULL,
-            stdout=blog, stderr=subprocess.STDOUT)
+            cmd, stdin=subprocess.DEVNULL, stdout=blog, stderr=subprocess.STDOUT)
         deadline = time.time() + 10
         while not os.path.exists(sock):
             if self.procs["backend"].poll() is not None:
@@ -268,6 +319,20 @@ class Run:
             if time.time() > deadline:
                 raise RuntimeError("backend did not create %s within 10 s" % sock)
             time.sleep(0.02)
+        if self.capture_exe:
+            try:
+                for write in (True, False):
+                    cap = e2ecapture.Capture(self.capture_exe, self.out, dsock, a.heads,
+                                             lambda m: log(self.t0, m), write=write)
+                    cap.start()
+                    if write:
+                        self.capture = cap
+                    else:
+                        self.probe = cap
+                    log(self.t0, "vshm-capture (%s): %s" % (
+                        "PNGs" if write else "latency probe", cap.res["hello"]))
+            except (RuntimeError, OSError) as e:
+                self.add_check("capture", False, "vshm-capture did not start: %s" % e)
 
     def start_qemu(self, kernel, initrd, dev):
         a = self.a
@@ -305,6 +370,10 @@ class Run:
         return "running" if p.poll() is None else "exited %s" % p.returncode
 
     def stop(self):
+        if self.capture:
+            self.res["capture"] = self.capture.stop()
+        if self.probe:
+            self.res["capture_latency"] = self.probe.stop()
         if self.qmp:
             try:
                 self.qmp.execute("quit")
@@ -386,6 +455,20 @@ class Run:
             elif word == "DATA":
                 kind, kv = parse_kv(rest)
                 self.data.setdefault(kind, []).append(kv)
+            elif word == "GCHECK":
+                # a check the guest judged itself (test "dmabuf"); no answer
+                kind, kv = parse_kv(rest)
+                ok = kv.get("ok") == "1"
+                if kind == "dmabuf-available" and \
+                        (kv.get("available") == "1") != self.res["udmabuf_expected"]:
+                    ok = False
+                    rest += " (the image's kernel config says CONFIG_UDMABUF%s)" % (
+                        "=y" if self.res["udmabuf_expected"] else " is not built in")
+                self.add_check(kind, ok, rest.partition(" ")[2])
+            elif word == "GSKIP":
+                kind, _, why = rest.partition(" ")
+                self.res.setdefault("skipped", []).append({"name": kind, "why": why})
+                log(self.t0, "SKIP %s: %s" % (kind, why))
             elif word == "CHECK":
                 kind, kv = parse_kv(rest)
                 try:
@@ -423,6 +506,13 @@ class Run:
                 want += ["heads-%d" % i for i in range(int(t.split(":")[1]))]
             elif t == "cursor":
                 want += ["cursor-1", "cursor-2", "cursor-screen"]
+            elif t == "dmabuf":
+                want += list(DMABUF_CHECKS)
+                want += list(DMABUF_UDMABUF_CHECKS) if self.res.get("udmabuf_expected") \
+                    else ["dmabuf-fallback"]
+        if self.capture_exe:
+            want += ["capture-" + w for w in list(want)
+                     if w.startswith(("kms-", "heads-")) or w == "cursor-screen"]
         got = {c["name"] for c in self.checks}
         for w in want:
             if w not in got:
@@ -481,6 +571,7 @@ def main():
     ap.add_argument("--qemu", default="qemu-system-x86_64")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--boot-timeout", type=float, default=90)
+    ap.add_argument("--capture", default="auto")
     a = ap.parse_args()
     if a.backend != "builtin":
         a.backend = os.path.abspath(a.backend)
@@ -519,6 +610,10 @@ def main():
             print("--- %s (%d lines, last 15)" % (name, len(lines)))
             for line in lines[-15:]:
                 print("    " + line)
+    if r.capture:
+        print("capture (PNG writer): " + r.capture.summary_text())
+    if r.probe:
+        print("capture (latency probe): " + r.probe.summary_text())
     if "error" in r.res:
         print("error: " + r.res["error"])
     print("results: %s" % os.path.join(a.out, "results.json"))
