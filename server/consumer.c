@@ -147,6 +147,7 @@ static void frame_ref_done(struct frame_ref *r, bool written)
 {
 	struct vgs_consumer *c = r->c;
 
+	vgs_image_unhold(r->img);
 	vgs_image_unref(r->img);
 	free(r->buf);
 	/* A dead consumer's queue is being destroyed: nothing to count. */
@@ -174,6 +175,14 @@ static void frame_ref_release(void *data)
 int consumer_send_frame_msg(struct vgs_consumer *c, struct iovec *iov, int iovcnt, uint32_t scanout,
                             uint64_t flush_ns, bool frame_end, struct vgs_image *img, void *buf)
 {
+	return consumer_send_frame_msg_fd(c, iov, iovcnt, scanout, flush_ns, frame_end, img, buf,
+	                                  -1);
+}
+
+int consumer_send_frame_msg_fd(struct vgs_consumer *c, struct iovec *iov, int iovcnt,
+                               uint32_t scanout, uint64_t flush_ns, bool frame_end,
+                               struct vgs_image *img, void *buf, int fd)
+{
 	struct frame_ref *r = calloc(1, sizeof(*r));
 	size_t total = 0;
 	int ret;
@@ -190,6 +199,7 @@ int consumer_send_frame_msg(struct vgs_consumer *c, struct iovec *iov, int iovcn
 	r->flush_ns = flush_ns;
 	r->frame_end = frame_end;
 	r->img = img;
+	vgs_image_hold(img); /* pixels sent by reference: not rewritten while queued */
 	r->buf = buf;
 	c->sc[scanout].inflight++;
 	if (c->st != CS_QEMU &&
@@ -198,7 +208,8 @@ int consumer_send_frame_msg(struct vgs_consumer *c, struct iovec *iov, int iovcn
 		return -ENOBUFS;
 	}
 	r->in_send = true;
-	ret = vshm_conn_send_ref(c->conn, iov, iovcnt, NULL, 0, frame_ref_release, r);
+	ret = vshm_conn_send_ref(c->conn, iov, iovcnt, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0,
+	                         frame_ref_release, r);
 	r->in_send = false;
 	if (r->released)
 		frame_ref_done(r, ret == 0);
@@ -219,6 +230,17 @@ void consumer_frame_written(struct vgs_consumer *c, uint32_t scanout, uint64_t f
 }
 
 /* ---- closing ------------------------------------------------------------------------ */
+
+/* Release the @n oldest held frames of @m: their images may be written again. */
+static void holds_drop(struct cscan *m, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		vgs_image_unhold(m->holds[i].img);
+		vgs_image_unref(m->holds[i].img);
+	}
+	memmove(&m->holds[0], &m->holds[n], (m->nholds - n) * sizeof(m->holds[0]));
+	m->nholds -= n;
+}
 
 static void rx_reset(struct vgs_consumer *c)
 {
@@ -248,6 +270,8 @@ void consumer_close(struct vgs_consumer *c, const char *why)
 	vshm_conn_destroy(c->conn);
 	c->conn = NULL;
 	rx_reset(c);
+	for (unsigned s = 0; s < VGS_MAX_SCANOUTS; s++)
+		holds_drop(&c->sc[s], c->sc[s].nholds);
 	for (unsigned i = 0; i < VSHM_DISPLAY_MAX_BUFFERS; i++) {
 		if (c->bufs[i].id)
 			c->bufs[i].ci->buffers--;
@@ -353,6 +377,7 @@ static uint32_t buffer_for(struct vgs_consumer *c, struct cimage *ci)
 	struct vshm_display_shm_buffer m;
 	struct cbuf *slot = NULL, *lru = NULL;
 	uint64_t now = vshm_now_ns();
+	enum cbuf_kind kind;
 	struct stat st;
 	int seals, fd;
 	bool ok;
@@ -378,6 +403,18 @@ static uint32_t buffer_for(struct vgs_consumer *c, struct cimage *ci)
 	}
 	/* Only sealed memfds: a consumer must never be able to write the pixels. */
 	seals = img->memfd >= 0 ? fcntl(img->memfd, F_GET_SEALS) : -1;
+	/* Guest-blob views: a dma-buf, or a memfd copy (consumer_dmabuf.c). */
+	kind = cons_buffer_kind(c, ci, seals >= 0 && (seals & REQUIRED_SEALS) == REQUIRED_SEALS);
+	if (kind == CBUF_DMABUF) {
+		if (!cons_dmabuf_define(c, ci, c->next_buffer_id + 1))
+			return 0;
+		m.buffer_id = ++c->next_buffer_id;
+		goto defined;
+	}
+	if (kind == CBUF_COPY) {
+		img = cons_copy_image(c->cs, ci);
+		seals = img ? fcntl(img->memfd, F_GET_SEALS) : -1;
+	}
 	if (seals < 0 || (seals & REQUIRED_SEALS) != REQUIRED_SEALS) {
 		vshm_log_ratelimited(&c->cs->rl, VSHM_LOG_WARN,
 		                     "consumer %u: image not in a sealed memfd; scanout not shared",
@@ -411,7 +448,9 @@ static uint32_t buffer_for(struct vgs_consumer *c, struct cimage *ci)
 	close(fd);
 	if (!ok)
 		return 0;
+defined:
 	slot->id = m.buffer_id;
+	slot->kind = kind;
 	slot->ci = ci;
 	slot->last_used_ns = now;
 	ci->buffers++;
@@ -473,19 +512,41 @@ void consumer_mailbox_put(struct vgs_consumer *c, uint32_t scanout, const struct
 	m->mb_nrects = 1;
 }
 
-static void hold_push(struct vgs_consumer *c, struct cscan *m, uint64_t seq, uint64_t now)
+static void hold_push(struct vgs_consumer *c, struct cscan *m, uint64_t seq, uint64_t now,
+                      struct vgs_image *img)
 {
 	if (m->nholds == CONS_HOLDS) {
 		/* The consumer holds more frames than we track: the oldest is reclaimed. */
-		memmove(&m->holds[0], &m->holds[1], (CONS_HOLDS - 1) * sizeof(m->holds[0]));
-		m->nholds--;
+		holds_drop(m, 1);
 		c->frames_reclaimed++;
 	}
-	m->holds[m->nholds++] = (struct hold){ seq, now };
+	/* Until released the device writes another image (device/image_pool.c). */
+	vgs_image_hold(vgs_image_ref(img));
+	m->holds[m->nholds++] = (struct hold){ seq, now, img };
+}
+
+/* The image of buffer @id (NULL: none). */
+static struct vgs_image *buffer_image(const struct vgs_consumer *c, uint32_t id)
+{
+	for (unsigned i = 0; i < VSHM_DISPLAY_MAX_BUFFERS; i++)
+		if (id && c->bufs[i].id == id)
+			return c->bufs[i].ci->img;
+	return NULL;
+}
+
+/* The buffer slot of id @id (NULL: none). */
+static struct cbuf *buffer_slot(struct vgs_consumer *c, uint32_t id)
+{
+	for (unsigned i = 0; i < VSHM_DISPLAY_MAX_BUFFERS; i++)
+		if (id && c->bufs[i].id == id)
+			return &c->bufs[i];
+	return NULL;
 }
 
 static void send_frame(struct vgs_consumer *c, uint32_t s)
 {
+	struct cbuf *cb;
+	int fence, sent;
 	struct cscan *m = &c->sc[s];
 	const struct dscanout *d = &c->cs->scanouts[s];
 	unsigned nrects = m->mb_whole ? 1 : m->mb_nrects;
@@ -519,12 +580,24 @@ static void send_frame(struct vgs_consumer *c, uint32_t s)
 				                               m->mb_rects[i].height };
 	iov[0] = (struct iovec){ &hdr, sizeof(hdr) };
 	iov[1] = (struct iovec){ buf, len };
-	if (consumer_send_frame_msg(c, iov, 2, s, m->mb_flush_ns, true, NULL, buf) < 0)
+	cb = buffer_slot(c, m->sent_buffer);
+	/* VSHM_FENCE: a dma-buf frame is ready when its sync_file signals. */
+	fence = cb && cb->kind == CBUF_DMABUF ? cons_dmabuf_frame_fence(c, cb->ci) : -1;
+	if (fence >= 0)
+		f->flags |= VSHM_DISPLAY_FRAME_F_FENCE;
+	sent = consumer_send_frame_msg_fd(c, iov, 2, s, m->mb_flush_ns, true, NULL, buf, fence);
+	if (fence >= 0)
+		close(fence); /* the conn keeps its own dup while the message is queued */
+	if (sent < 0)
 		return; /* -ENOBUFS: stays in the mailbox; otherwise the consumer is gone */
+	if (cb && cb->kind == CBUF_DMABUF)
+		c->frames_dmabuf++;
+	else if (cb && cb->kind == CBUF_COPY)
+		c->frames_copy++;
 	m->mb_full = false;
 	m->last_seq_sent = m->mb_seq;
 	m->last_flush_sent = m->mb_flush_ns;
-	hold_push(c, m, m->mb_seq, now);
+	hold_push(c, m, m->mb_seq, now, buffer_image(c, m->sent_buffer));
 	rearm(c);
 }
 
@@ -555,8 +628,10 @@ static bool sync_scanout(struct vgs_consumer *c, uint32_t s)
 	/* A disabled scanout is announced too: every granted one gets a SCANOUT. */
 	if (!consumer_ctl(c, VSHM_DISPLAY_SCANOUT, &msg, sizeof(msg), NULL, 0, NULL, 0))
 		return false;
-	if (m->sent_buffer != want)
-		m->nholds = 0; /* frames of the old buffer are released implicitly */
+	/*
+	 * Frames of the old buffer stay held (docs/protocol.md 9.2): a page flip
+	 * does not end them, FRAME_RELEASE (cumulative over the scanout) does.
+	 */
 	m->sent_valid = true;
 	m->sent_buffer = want;
 	m->sent_rect = d->rect;
@@ -626,7 +701,8 @@ static void vshm_sync(struct vgs_consumer *c)
 	for (uint32_t s = 0; s < VGS_MAX_SCANOUTS && alive(c); s++) {
 		struct cscan *m = &c->sc[s];
 
-		if ((c->granted & (1u << s)) && m->mb_full && m->inflight == 0 && m->sent_buffer)
+		if ((c->granted & (1u << s)) && m->mb_full && m->inflight == 0 && m->sent_buffer &&
+		    m->nholds < CONS_MAX_UNRELEASED)
 			send_frame(c, s);
 	}
 	if (!alive(c) || !sync_cursor(c))
@@ -720,8 +796,17 @@ static void handle_release(struct vgs_consumer *c, const struct vshm_display_fra
 		return;
 	}
 	if (r->flags & VSHM_DISPLAY_RELEASE_F_FENCE) {
-		consumer_fail(c, VSHM_DISPLAY_ERR_BAD_FDS, VSHM_DISPLAY_FRAME_RELEASE, 0,
-		              "FENCE without VSHM_FENCE");
+		bool fence_ok = c->features & VSHM_DISPLAY_PROTOCOL_F_VSHM_FENCE;
+
+		if (!fence_ok || c->rx_nfds != 1) {
+			consumer_fail(c, VSHM_DISPLAY_ERR_BAD_FDS, VSHM_DISPLAY_FRAME_RELEASE, 0,
+			              fence_ok ? "FENCE without an fd"
+			                       : "FENCE without VSHM_FENCE");
+			return;
+		}
+	} else if (c->rx_nfds) {
+		consumer_fail(c, VSHM_DISPLAY_ERR_BAD_FDS, VSHM_DISPLAY_FRAME_RELEASE, c->rx_nfds,
+		              "an fd without FENCE");
 		return;
 	}
 	m = &c->sc[r->scanout_id];
@@ -730,11 +815,21 @@ static void handle_release(struct vgs_consumer *c, const struct vshm_display_fra
 		              r->scanout_id, "FRAME_RELEASE of a frame never sent");
 		return;
 	}
+	if (c->rx_nfds == 1) {
+		struct cbuf *cb = buffer_slot(c, m->sent_buffer);
+
+		/* The consumer's reads, as a read fence on the dma-buf it reads. */
+		cons_dmabuf_release_fence(c, cb && cb->kind == CBUF_DMABUF ? cb->ci : NULL,
+		                          c->rx_fds[0]);
+		close(c->rx_fds[0]);
+		c->rx_nfds = 0;
+	}
 	while (n < m->nholds && m->holds[n].seq <= r->seq)
 		n++;
-	memmove(&m->holds[0], &m->holds[n], (m->nholds - n) * sizeof(m->holds[0]));
-	m->nholds -= n;
+	holds_drop(m, n);
 	c->frames_released += n;
+	if (n)
+		cons_schedule(c->cs); /* a frame waiting in the mailbox may go now */
 	rearm(c);
 }
 
@@ -756,7 +851,7 @@ static void handle_features(struct vgs_consumer *c, const uint8_t *p)
 	uint64_t theirs, ours;
 
 	memcpy(&theirs, p, sizeof(theirs));
-	ours = theirs & OFFERED_FEATURES;
+	ours = theirs & (OFFERED_FEATURES | cons_dmabuf_features(c->cs));
 	c->features = ours;
 	if (!consumer_ctl(c, VHOST_USER_GPU_SET_PROTOCOL_FEATURES, &ours, sizeof(ours), NULL, 0,
 	                  NULL, 0))
@@ -858,6 +953,13 @@ static void handle_hello(struct vgs_consumer *c, const struct vshm_display_hello
  * flags, size, id and state, fds, exact size. Returns the expected payload
  * size, or -1 after failing the consumer.
  */
+/* FRAME_RELEASE may carry one sync_file with VSHM_FENCE (handle_release checks the flag). */
+static bool fence_fd_allowed(const struct vgs_consumer *c, uint32_t request)
+{
+	return request == VSHM_DISPLAY_FRAME_RELEASE && c->rx_nfds == 1 &&
+	       (c->features & VSHM_DISPLAY_PROTOCOL_F_VSHM_FENCE);
+}
+
 static int check_header(struct vgs_consumer *c)
 {
 	struct vhost_user_gpu_hdr h;
@@ -911,7 +1013,7 @@ static int check_header(struct vgs_consumer *c)
 		              "wrong flags for this message");
 		return -1;
 	}
-	if (c->rx_nfds) {
+	if (c->rx_nfds && !fence_fd_allowed(c, h.request)) {
 		consumer_fail(c, VSHM_DISPLAY_ERR_BAD_FDS, h.request, c->rx_nfds,
 		              "fds on a message that takes none");
 		return -1;
@@ -929,7 +1031,7 @@ static void dispatch(struct vgs_consumer *c)
 	struct vhost_user_gpu_hdr h;
 
 	memcpy(&h, c->rx_hdr, sizeof(h));
-	if (c->rx_nfds) {
+	if (c->rx_nfds && !fence_fd_allowed(c, h.request)) {
 		consumer_fail(c, VSHM_DISPLAY_ERR_BAD_FDS, h.request, c->rx_nfds,
 		              "fds on a message that takes none");
 		return;
@@ -1124,10 +1226,9 @@ static void on_timer(struct vshm_timer *t, void *data)
 			struct cscan *m = &c->sc[s];
 
 			while (m->nholds && m->holds[0].sent_ns + rt <= now) {
-				memmove(&m->holds[0], &m->holds[1],
-				        (m->nholds - 1) * sizeof(m->holds[0]));
-				m->nholds--;
+				holds_drop(m, 1); /* reclaimed: the device may write it again */
 				c->frames_reclaimed++;
+				cons_schedule(c->cs);
 			}
 		}
 	}

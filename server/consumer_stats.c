@@ -65,6 +65,8 @@ void consumer_info(const struct vgs_consumer *c, struct vgs_consumer_info *out)
 	}
 	out->frames_released = c->frames_released;
 	out->frames_reclaimed = c->frames_reclaimed;
+	out->frames_dmabuf = c->frames_dmabuf;
+	out->frames_copy = c->frames_copy;
 	if (c->conn) {
 		struct vshm_conn_stats st;
 
@@ -85,14 +87,15 @@ static void log_info(const struct vgs_consumer_info *in, enum vshm_log_level lev
 	vshm_log(level,
 	         "%sconsumer %u (%s, %s) scanouts=0x%x frames sent=%llu dropped=%llu "
 	         "released=%llu reclaimed=%llu latency p50<=%lluus p99<=%lluus max=%lluus "
-	         "bytes=%llu queued=%llu queued_max=%llu",
+	         "bytes=%llu queued=%llu queued_max=%llu blob frames dmabuf=%llu copy=%llu",
 	         prefix, in->consumer_id, in->role[0] ? in->role : "-", in->vshm ? "vshm" : "qemu",
 	         in->granted, (unsigned long long)in->frames_sent,
 	         (unsigned long long)in->frames_dropped, (unsigned long long)in->frames_released,
 	         (unsigned long long)in->frames_reclaimed, (unsigned long long)in->latency_p50_us,
 	         (unsigned long long)in->latency_p99_us, (unsigned long long)in->latency_max_us,
 	         (unsigned long long)in->bytes_sent, (unsigned long long)in->queued_bytes,
-	         (unsigned long long)in->queued_bytes_max);
+	         (unsigned long long)in->queued_bytes_max, (unsigned long long)in->frames_dmabuf,
+	         (unsigned long long)in->frames_copy);
 }
 
 void vgs_consumers_log_stats(const struct vgs_consumers *cs, enum vshm_log_level level)
@@ -104,13 +107,16 @@ void vgs_consumers_log_stats(const struct vgs_consumers *cs, enum vshm_log_level
 	vshm_log(level,
 	         "stats: consumers connected=%u accepted=%llu refused=%llu errors=%llu "
 	         "too_slow=%llu frames sent=%llu dropped=%llu released=%llu reclaimed=%llu "
-	         "latency p50<=%lluus p99<=%lluus",
+	         "latency p50<=%lluus p99<=%lluus blob frames dmabuf=%llu copy=%llu "
+	         "(copies=%llu, %llu bytes)",
 	         st.connected, (unsigned long long)st.accepted, (unsigned long long)st.refused,
 	         (unsigned long long)st.errors, (unsigned long long)st.too_slow,
 	         (unsigned long long)st.frames_sent, (unsigned long long)st.frames_dropped,
 	         (unsigned long long)st.frames_released, (unsigned long long)st.frames_reclaimed,
 	         (unsigned long long)latency_percentile(st.latency_hist, 50),
-	         (unsigned long long)latency_percentile(st.latency_hist, 99));
+	         (unsigned long long)latency_percentile(st.latency_hist, 99),
+	         (unsigned long long)st.frames_dmabuf, (unsigned long long)st.frames_copy,
+	         (unsigned long long)st.copies, (unsigned long long)st.copy_bytes);
 	for (const struct vgs_consumer *c = cs->consumers; c; c = c->next) {
 		consumer_info(c, &in);
 		log_info(&in, level, "stats: ");
@@ -129,6 +135,8 @@ void consumer_stats_retire(struct vgs_consumer *c, const char *why)
 	t->frames_dropped += in.frames_dropped;
 	t->frames_released += in.frames_released;
 	t->frames_reclaimed += in.frames_reclaimed;
+	t->frames_dmabuf += in.frames_dmabuf;
+	t->frames_copy += in.frames_copy;
 	for (unsigned i = 0; i < VSHM_DISPLAY_LATENCY_BUCKETS; i++)
 		t->latency_hist[i] += in.latency_hist[i];
 	snprintf(prefix, sizeof(prefix), "closed (%s): ", why);

@@ -25,6 +25,12 @@
 #define NS_PER_US 1000ull
 /* Held frames remembered per scanout; an older one is reclaimed. */
 #define CONS_HOLDS 8
+/*
+ * Unreleased frames per scanout before the next one waits in the mailbox
+ * (docs/protocol.md 9.3): with the device's 3 images per resource, a
+ * consumer holding 2 never makes it overwrite a held frame.
+ */
+#define CONS_MAX_UNRELEASED 2
 
 /* An image the consumers know: one reference, shared by every consumer's buffer. */
 struct cimage {
@@ -33,6 +39,8 @@ struct cimage {
 	bool cursor;      /* a cursor shape; never changes once defined */
 	unsigned shown;   /* device scanouts showing it */
 	unsigned buffers; /* consumer buffers defined for it */
+	/* COPY fallback (consumer_dmabuf.c): a sealed memfd copy, refreshed at flush. */
+	struct vgs_image *shadow;
 };
 
 /* What the device shows on one scanout. */
@@ -75,14 +83,23 @@ enum cstate {
 	CS_DEAD,       /* closed; freed at the end of the dispatch */
 };
 
+/* How a buffer reaches a consumer (consumer_dmabuf.c). */
+enum cbuf_kind {
+	CBUF_SHM,    /* SHM_BUFFER of the image's own sealed memfd: zero copy */
+	CBUF_DMABUF, /* DMABUF_BUFFER of the image's dma-buf: zero copy */
+	CBUF_COPY,   /* SHM_BUFFER of a memfd copy refreshed at each flush */
+};
+
 struct cbuf {
 	uint32_t id; /* 0: free slot */
+	enum cbuf_kind kind;
 	struct cimage *ci;
 	uint64_t last_used_ns;
 };
 
 struct hold {
 	uint64_t seq, sent_ns;
+	struct vgs_image *img; /* reference + vgs_image_hold: not rewritten while held */
 };
 
 /* One consumer's view of one scanout. */
@@ -149,6 +166,7 @@ struct vgs_consumer {
 
 	/* Telemetry. */
 	uint64_t frames_released, frames_reclaimed;
+	uint64_t frames_dmabuf, frames_copy; /* FRAMEs of CBUF_DMABUF / CBUF_COPY buffers */
 	uint64_t queued_max;
 	uint64_t stats_window_ns;
 	unsigned stats_in_window;
@@ -180,6 +198,11 @@ struct vgs_consumers {
 
 	struct vgs_consumers_stats stats; /* totals; live consumers are added on read */
 	struct vshm_ratelimit rl;
+
+	/* consumer_dmabuf.c: the dma-buf provider (NULL: default) and fallbacks logged. */
+	const struct vgs_consumers_dmabuf_ops *dmabuf_ops;
+	void *dmabuf_data;
+	unsigned copy_reasons_logged;
 };
 
 /* consumers.c */
@@ -209,12 +232,35 @@ bool consumer_ctl(struct vgs_consumer *c, uint32_t request, const void *p1, uint
  */
 int consumer_send_frame_msg(struct vgs_consumer *c, struct iovec *iov, int iovcnt, uint32_t scanout,
                             uint64_t flush_ns, bool frame_end, struct vgs_image *img, void *buf);
+/* The same with @fd (BORROWED, -1: none) attached, e.g. a FRAME's sync_file. */
+int consumer_send_frame_msg_fd(struct vgs_consumer *c, struct iovec *iov, int iovcnt,
+                               uint32_t scanout, uint64_t flush_ns, bool frame_end,
+                               struct vgs_image *img, void *buf, int fd);
 void consumer_update_watch(struct vgs_consumer *c);
 uint64_t consumer_queued(const struct vgs_consumer *c);
 void consumer_mailbox_put(struct vgs_consumer *c, uint32_t scanout, const struct vgs_rect *damage,
                           bool whole);
 void consumer_frame_written(struct vgs_consumer *c, uint32_t scanout, uint64_t flush_ns,
                             uint64_t now);
+
+/* consumer_dmabuf.c */
+/* Feature bits to offer besides VSHM: VSHM_DMABUF (+ VSHM_FENCE) when dma-bufs can exist. */
+uint64_t cons_dmabuf_features(struct vgs_consumers *cs);
+/* The pure rule: own sealed memfd -> SHM; dma-buf to a VSHM_DMABUF consumer -> DMABUF; else COPY.
+ */
+enum cbuf_kind cons_buffer_decide(bool sealed_memfd, bool consumer_dmabuf, bool image_dmabuf);
+/* The same for @ci and @c; a COPY logs its reason once. */
+enum cbuf_kind cons_buffer_kind(struct vgs_consumer *c, const struct cimage *ci, bool sealed_memfd);
+/* Send DMABUF_BUFFER @id for @ci; false: not sent (@c may be closed: check). */
+bool cons_dmabuf_define(struct vgs_consumer *c, const struct cimage *ci, uint32_t id);
+/* A sync_file (owned by the caller) for a FRAME of @ci's dma-buf, or -1: no fence. */
+int cons_dmabuf_frame_fence(struct vgs_consumer *c, const struct cimage *ci);
+/* A FRAME_RELEASE sync_file (BORROWED): imported into @ci's dma-buf (NULL: not a dma-buf). */
+void cons_dmabuf_release_fence(struct vgs_consumer *c, const struct cimage *ci, int sync_file);
+/* The memfd copy of @ci, created (fully copied) on first use; NULL on failure. */
+struct vgs_image *cons_copy_image(struct vgs_consumers *cs, struct cimage *ci);
+/* Refresh @r (image coordinates) of @ci's copy, if it has one. */
+void cons_copy_flush(struct vgs_consumers *cs, struct cimage *ci, const struct vgs_rect *r);
 
 /* consumer_qemu.c */
 void consumer_qemu_sync(struct vgs_consumer *c);

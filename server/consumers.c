@@ -67,6 +67,7 @@ void cimage_gc(struct vgs_consumers *cs)
 
 		if (ci->shown == 0 && ci->buffers == 0 && ci != cs->cursor.ci) {
 			*pp = ci->next;
+			vgs_image_unref(ci->shadow);
 			vgs_image_unref(ci->img);
 			free(ci);
 		} else {
@@ -352,6 +353,9 @@ static void op_flush(void *data, uint32_t scanout_id, const struct vgs_rect *dam
 	r = *damage;
 	if (!s->enabled || !clip(&r, s->rect.width, s->rect.height))
 		return;
+	/* The COPY fallback's memfd, if a consumer needs one (image coordinates). */
+	cons_copy_flush(cs, s->ci,
+	                &(struct vgs_rect){ s->rect.x + r.x, s->rect.y + r.y, r.width, r.height });
 	s->seq++;
 	/* Strictly increasing even if two flushes share a clock reading. */
 	s->last_flush_ns = flush_ns > s->last_flush_ns ? flush_ns : s->last_flush_ns + 1;
@@ -391,8 +395,9 @@ static void op_cursor_update(void *data, uint32_t scanout_id, uint32_t x, uint32
 		} else {
 			cu->ci = ci;
 			cu->gen++;
-			cu->hot_x = hot_x;
-			cu->hot_y = hot_y;
+			/* The guest's hot spot, clamped into the shape (docs/protocol.md 7.10). */
+			cu->hot_x = hot_x < VGS_CURSOR_DIM ? hot_x : VGS_CURSOR_DIM - 1;
+			cu->hot_y = hot_y < VGS_CURSOR_DIM ? hot_y : VGS_CURSOR_DIM - 1;
 			cu->visible = true;
 		}
 	} else {
@@ -526,6 +531,8 @@ void vgs_consumers_get_stats(const struct vgs_consumers *cs, struct vgs_consumer
 		out->frames_dropped += in.frames_dropped;
 		out->frames_released += in.frames_released;
 		out->frames_reclaimed += in.frames_reclaimed;
+		out->frames_dmabuf += in.frames_dmabuf;
+		out->frames_copy += in.frames_copy;
 		for (unsigned i = 0; i < VSHM_DISPLAY_LATENCY_BUCKETS; i++)
 			out->latency_hist[i] += in.latency_hist[i];
 	}

@@ -98,6 +98,8 @@ struct vgs_consumer_info {
 	uint64_t bytes_sent, queued_bytes, queued_bytes_max;
 	uint64_t latency_hist[16]; /* flush -> written, log2 us buckets as in STATS */
 	uint64_t latency_p50_us, latency_p99_us, latency_max_us;
+	/* Frames of guest-blob scanouts: zero copy as a dma-buf, or a memfd copy. */
+	uint64_t frames_dmabuf, frames_copy;
 };
 
 struct vgs_consumers_stats {
@@ -109,11 +111,35 @@ struct vgs_consumers_stats {
 	/* Totals over every consumer so far, connected or not. */
 	uint64_t frames_sent, frames_dropped, frames_released, frames_reclaimed;
 	uint64_t latency_hist[16];
+	uint64_t frames_dmabuf, frames_copy; /* as in vgs_consumer_info */
+	/* The copy fallback (consumer_dmabuf.c): rectangles and bytes copied. */
+	uint64_t copies, copy_bytes;
 };
 void vgs_consumers_get_stats(const struct vgs_consumers *cs, struct vgs_consumers_stats *out);
 /* Consumers connected now, in connection order; returns how many were written (<= max). */
 unsigned vgs_consumers_list(const struct vgs_consumers *cs, struct vgs_consumer_info *out,
                             unsigned max);
+/*
+ * Where dma-bufs come from for DMABUF_BUFFER (consumer_dmabuf.c). The
+ * default uses /dev/udmabuf's availability, the dma-buf a udmabuf image
+ * view keeps (vgs_image.dmabuf_fd) and libvshm's sync_file export. Tests
+ * replace it to stand a memfd in for a dma-buf.
+ */
+struct vgs_consumers_dmabuf_ops {
+	/* Whether dma-bufs can exist at all (offer VSHM_DMABUF); *reason optional. */
+	bool (*available)(void *data, const char **reason);
+	/* A NEW fd (owned by the caller) of @img's dma-buf and pixel (0,0)'s offset; -ENOENT none.
+	 */
+	int (*export_image)(void *data, const struct vgs_image *img, int *fd, uint64_t *offset);
+	/* A sync_file for reading the dma-buf @dmabuf_fd (BORROWED), or -errno. */
+	int (*export_fence)(void *data, int dmabuf_fd, int *sync_file);
+	/* As vshm_fence_sync_file_support(): 1 yes, 0 no, -1 unknown. */
+	int (*fence_support)(void *data);
+};
+/* Replace the provider (NULL: the default). Before consumers connect. */
+void vgs_consumers_set_dmabuf_ops(struct vgs_consumers *cs,
+                                  const struct vgs_consumers_dmabuf_ops *ops, void *data);
+
 /* Log one line per consumer and the totals at @level (SIGUSR1, exit). */
 void vgs_consumers_log_stats(const struct vgs_consumers *cs, enum vshm_log_level level);
 

@@ -89,6 +89,16 @@ struct vgs_gpu_stats {
 	uint64_t blob_copy_bytes; /* bytes those copies moved */
 	uint64_t blob_maps, blob_map_failures, blob_unmaps;
 	uint64_t ring_fences; /* fences completed on a (context, ring) timeline */
+	/*
+	 * Copy-on-write host images (device/image_pool.c): a 2D transfer into
+	 * an image a display consumer still reads goes to a spare image.
+	 */
+	uint64_t cow_switches;   /* transfers that moved a resource to another image */
+	uint64_t cow_copy_bytes; /* old content copied into the new image first */
+	uint64_t cow_torn_risk;  /* every image held: written in place (may tear a held frame) */
+	uint64_t pool_allocs;    /* spare images allocated */
+	uint64_t pool_frees;     /* spare images freed (idle, memory pressure) */
+	uint32_t pool_spares;    /* spare images alive now (in host_bytes) */
 };
 void vgs_gpu_get_stats(const struct vgs_gpu *gpu, struct vgs_gpu_stats *out);
 

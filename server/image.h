@@ -10,6 +10,7 @@
 #ifndef VGS_IMAGE_H
 #define VGS_IMAGE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct vgs_image;
@@ -19,6 +20,14 @@ typedef void (*vgs_image_release_fn)(struct vgs_image *img, void *data);
 
 struct vgs_image {
 	unsigned refcount;
+	/*
+	 * Readers of a frame in the image right now (vgs_image_hold): a display
+	 * consumer between FRAME and FRAME_RELEASE, an UPDATE by reference still
+	 * queued. The device never writes pixels while this is non-zero; it
+	 * switches the resource to another image instead (device/image_pool.c).
+	 * A hold is not a reference: holders keep one of those too.
+	 */
+	unsigned holds;
 	int memfd;     /* owned by the image; -1 if anonymous memory was used */
 	uint8_t *data; /* MAP_SHARED mapping of memfd, @size bytes */
 	uint64_t size; /* stride * height, rounded up to the page size */
@@ -34,6 +43,15 @@ struct vgs_image {
 	 */
 	vgs_image_release_fn release;
 	void *release_data;
+	/*
+	 * Views only: the pixels are also a dma-buf (a udmabuf of guest pages,
+	 * device/blob.c), @dmabuf_fd BORROWED (owned by @release_data, valid
+	 * until @release), pixel (0,0) at @dmabuf_offset in it. Display sinks
+	 * dup it to share the scanout without copying (DMABUF_BUFFER).
+	 */
+	bool has_dmabuf;
+	int dmabuf_fd;
+	uint64_t dmabuf_offset;
 };
 
 /* Allocate a zeroed image. 0 or -errno (-ENOMEM, -EINVAL for bad sizes). */
@@ -52,5 +70,22 @@ int vgs_image_new_view(void *data, uint64_t size, uint32_t stride, uint32_t widt
 struct vgs_image *vgs_image_ref(struct vgs_image *img);
 /* Drops a reference; frees at zero. NULL ok. */
 void vgs_image_unref(struct vgs_image *img);
+/*
+ * Start / stop reading a frame in @img (see @holds). The caller must own a
+ * reference for as long as it holds; unhold before the matching unref.
+ * NULL ok. Inline: sinks that stand in their own images (tests) need no
+ * device code for it.
+ */
+static inline void vgs_image_hold(struct vgs_image *img)
+{
+	if (img)
+		img->holds++;
+}
+
+static inline void vgs_image_unhold(struct vgs_image *img)
+{
+	if (img && img->holds > 0)
+		img->holds--;
+}
 
 #endif

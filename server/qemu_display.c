@@ -260,6 +260,7 @@ static void update_release(void *data)
 	struct update_ref *r = data;
 
 	r->d->scanouts[r->scanout].inflight--;
+	vgs_image_unhold(r->img);
 	vgs_image_unref(r->img);
 	if (r->buf)
 		munmap(r->buf, r->buf_len);
@@ -399,10 +400,13 @@ static void send_frame(struct vgs_qemu_display *d, uint32_t idx)
 			r->buf = buf;
 			iov[iovcnt++] = (struct iovec){ buf, (size_t)row_bytes * rows };
 		} else if (contiguous) {
+			/* Held while queued: the device writes another image meanwhile. */
 			r->img = vgs_image_ref(img);
+			vgs_image_hold(img);
 			iov[iovcnt++] = (struct iovec){ (void *)src, (size_t)row_bytes * rows };
 		} else {
 			r->img = vgs_image_ref(img);
+			vgs_image_hold(img);
 			for (uint32_t i = 0; i < rows; i++)
 				iov[iovcnt++] =
 				        (struct iovec){ (void *)(src + (size_t)i * img->stride),

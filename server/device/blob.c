@@ -10,7 +10,9 @@
  *    region's file mapped read-only by the device (its own mapping, so a
  *    later memory-table change cannot pull it from under a sink);
  *  - scattered guest blob with udmabuf enabled: the pages joined into one
- *    dma-buf by /dev/udmabuf and mapped;
+ *    dma-buf by /dev/udmabuf and mapped (tried first for any guest blob
+ *    when /dev/udmabuf is usable: the image then carries the dma-buf for
+ *    display consumers, server/consumer_dmabuf.c);
  *  - otherwise a host copy, refreshed for the damaged rectangle at
  *    RESOURCE_FLUSH. That path is explicit: logged (rate limited) when a
  *    scanout enters it, and counted in stats.blob_copies/blob_copy_bytes.
@@ -231,12 +233,17 @@ static int udmabuf_view(struct vgs_gpu *gpu, struct vgs_resource *res, struct vg
 		close(fd);
 		return rc;
 	}
-	m->fd = fd; /* kept: the dma-buf a future dmabuf-capable sink could take */
+	m->fd = fd; /* kept: display sinks share it (DMABUF_BUFFER), zero copy */
 	rc = vgs_image_new_view(data, extent, b->stride, b->width, b->height, b->format, -1,
 	                        release_mapping, m, &b->image);
-	if (rc < 0)
+	if (rc < 0) {
 		release_mapping(NULL, m);
-	return rc;
+		return rc;
+	}
+	b->image->has_dmabuf = true;
+	b->image->dmabuf_fd = fd;
+	b->image->dmabuf_offset = b->offset; /* the dma-buf starts at the blob's start */
+	return 0;
 }
 
 static uint32_t copy_image(struct vgs_gpu *gpu, struct vgs_resource *res,
@@ -321,6 +328,18 @@ static uint32_t build_blob(struct vgs_gpu *gpu, struct vgs_resource *res,
 		vgs_hostmem_ref(hm);
 		gpu->stats.blob_views++;
 		return VIRTIO_GPU_RESP_OK_NODATA;
+	}
+	/*
+	 * With udmabuf usable, even a contiguous blob becomes a dma-buf view:
+	 * dma-buf consumers then get it without any copy (consumer_dmabuf.c).
+	 */
+	if (gpu->cfg.udmabuf && vshm_udmabuf_available(NULL)) {
+		b->path = VGS_BLOB_PATH_UDMABUF;
+		if (udmabuf_view(gpu, res, b, extent) == 0) {
+			gpu->stats.blob_views++;
+			gpu->stats.blob_udmabuf++;
+			return VIRTIO_GPU_RESP_OK_NODATA;
+		}
 	}
 	b->path = VGS_BLOB_PATH_GUEST;
 	rc = guest_view(gpu, res, b, extent);

@@ -30,12 +30,27 @@
 /* Biggest response body the 2D device writes (GET_EDID). */
 #define VGS_MAX_RESP sizeof(struct virtio_gpu_resp_edid)
 
+/*
+ * Host images one 2D resource may have at once (the current one and its
+ * spares), and how long an unused spare is kept.
+ */
+#define VGS_POOL_MAX     3
+#define VGS_POOL_IDLE_NS (2000ull * 1000 * 1000)
+
+/* A resource's spare images (image_pool.c); each holds one reference. */
+struct vgs_image_pool {
+	struct vgs_image *spare[VGS_POOL_MAX - 1];
+	uint64_t retired_ns[VGS_POOL_MAX - 1]; /* when it stopped being the current image */
+	unsigned n;
+};
+
 /* Resource id 0 means "none" everywhere in the protocol. */
 struct vgs_resource {
 	uint32_t id;
 	uint32_t format, width, height;
 	struct vgs_image *image; /* the host copy; one reference held here */
-	uint64_t host_bytes;     /* charged against limits.max_host_bytes */
+	uint64_t host_bytes;     /* charged against limits.max_host_bytes (spares included) */
+	struct vgs_image_pool pool; /* 2D only: images consumers still read */
 
 	/* Guest backing as the driver described it (ATTACH_BACKING). */
 	struct virtio_gpu_mem_entry *entries; /* host-endian copies */
@@ -182,6 +197,7 @@ struct vgs_gpu {
 	uint32_t ncontexts;
 
 	struct vshm_ratelimit rl;
+	uint64_t pool_trim_ns; /* last sweep for idle spare images (image_pool.c) */
 };
 
 /* Marker a command handler returns when its response comes later. */
@@ -208,6 +224,25 @@ uint32_t vgs_res_transfer(struct vgs_gpu *gpu, struct vgs_resource *res, const s
 /* True when @r lies inside the resource (overflow-safe). */
 bool vgs_rect_inside(const struct vgs_rect *r, uint32_t width, uint32_t height);
 struct vshm_mem *vgs_gpu_mem(struct vgs_gpu *gpu);
+
+/* ---- image_pool.c: copy-on-write host images ---- */
+/*
+ * Before the device writes @r of a 2D resource: if a reader holds the
+ * current image, move the resource to a spare (allocated if needed, the
+ * old content copied unless @r covers everything). Never fails and never
+ * waits: with every image held, the oldest held one is written (counted).
+ * True when the image changed; call vgs_pool_changed() after writing.
+ */
+bool vgs_pool_prepare_write(struct vgs_gpu *gpu, struct vgs_resource *res,
+                            const struct vgs_rect *r);
+/* Tell the sinks showing @res that its image changed. */
+void vgs_pool_changed(struct vgs_gpu *gpu, struct vgs_resource *res);
+/* Free @res's unheld spares (all, or those idle since before @older_than_ns). */
+void vgs_pool_trim(struct vgs_gpu *gpu, struct vgs_resource *res, uint64_t older_than_ns);
+/* Memory pressure: free every unheld spare of every resource; bytes freed. */
+uint64_t vgs_pool_reclaim_all(struct vgs_gpu *gpu);
+/* Resource destruction: drop every spare (held ones live on with their holders). */
+void vgs_pool_release(struct vgs_gpu *gpu, struct vgs_resource *res);
 
 /* ---- cmd_2d.c: handlers return a VIRTIO_GPU_RESP_* or VGS_RESP_PENDING ---- */
 uint32_t vgs_cmd_get_display_info(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);

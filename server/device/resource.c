@@ -75,6 +75,17 @@ static void maybe_grow(struct vgs_gpu *gpu)
 	gpu->nbuckets = n;
 }
 
+/* Does @bytes more fit the host memory budget? Unused spare images go first if not. */
+static bool budget_ok(struct vgs_gpu *gpu, uint64_t bytes)
+{
+	uint64_t max = gpu->cfg.limits.max_host_bytes;
+
+	if (gpu->stats.host_bytes <= max && bytes <= max - gpu->stats.host_bytes)
+		return true;
+	vgs_pool_reclaim_all(gpu);
+	return gpu->stats.host_bytes <= max && bytes <= max - gpu->stats.host_bytes;
+}
+
 uint32_t vgs_res_create(struct vgs_gpu *gpu, uint32_t id, uint32_t format, uint32_t width,
                         uint32_t height)
 {
@@ -99,8 +110,7 @@ uint32_t vgs_res_create(struct vgs_gpu *gpu, uint32_t id, uint32_t format, uint3
 	 */
 	px = (uint64_t)width * height; /* both < 2^32: no overflow */
 	bytes = px <= UINT64_MAX / 4 ? px * 4 : UINT64_MAX;
-	if (gpu->stats.host_bytes > lim->max_host_bytes ||
-	    bytes > lim->max_host_bytes - gpu->stats.host_bytes) {
+	if (!budget_ok(gpu, bytes)) {
 		vgs_warn(gpu, "gpu: create: resource %u (%ux%u) exceeds the host memory budget", id,
 		         width, height);
 		return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
@@ -127,7 +137,7 @@ uint32_t vgs_res_create(struct vgs_gpu *gpu, uint32_t id, uint32_t format, uint3
 		return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
 	}
 	/* Charge the real (page-rounded) size so host_bytes matches what is mapped. */
-	if (res->image->size > lim->max_host_bytes - gpu->stats.host_bytes) {
+	if (!budget_ok(gpu, res->image->size)) {
 		vgs_image_unref(res->image);
 		free(res);
 		return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
@@ -189,7 +199,11 @@ void vgs_res_destroy(struct vgs_gpu *gpu, struct vgs_resource *res)
 	gpu->stats.resources--;
 	gpu->stats.host_bytes -= res->host_bytes;
 	vgs_res_detach_backing(res);
-	/* Sinks may still hold a reference while sending; the image lives until they drop it. */
+	/*
+	 * Sinks may still hold a reference while sending, consumers while they
+	 * read a frame; images live until they drop it.
+	 */
+	vgs_pool_release(gpu, res);
 	vgs_image_unref(res->image);
 	free(res);
 }
@@ -388,6 +402,7 @@ uint32_t vgs_res_transfer(struct vgs_gpu *gpu, struct vgs_resource *res, const s
 	const struct vshm_mem *mem = vgs_gpu_mem(gpu);
 	struct vgs_image *img = res->image;
 	uint64_t stride = img->stride, row_bytes = (uint64_t)r->width * img->bpp, last, y;
+	bool switched;
 	uint8_t *dst;
 
 	if (!res->entries) {
@@ -417,6 +432,9 @@ uint32_t vgs_res_transfer(struct vgs_gpu *gpu, struct vgs_resource *res, const s
 		vgs_warn(gpu, "gpu: transfer: backing of resource %u left guest memory", res->id);
 		return VIRTIO_GPU_RESP_ERR_UNSPEC;
 	}
+	/* A consumer reading the current image keeps its frame: write a spare instead. */
+	switched = vgs_pool_prepare_write(gpu, res, r);
+	img = res->image; /* same geometry: every image of a resource has its stride */
 	dst = img->data + (uint64_t)r->y * stride + (uint64_t)r->x * img->bpp;
 	if (r->x == 0 && r->width == res->width) {
 		/* Whole rows: one contiguous run in both source and destination. */
@@ -426,5 +444,7 @@ uint32_t vgs_res_transfer(struct vgs_gpu *gpu, struct vgs_resource *res, const s
 			copy_from_backing(res, offset + y * stride, dst + y * stride, row_bytes);
 	}
 	gpu->stats.transfer_bytes += row_bytes * r->height;
+	if (switched)
+		vgs_pool_changed(gpu, res); /* after the write: sinks may read at once */
 	return VIRTIO_GPU_RESP_OK_NODATA;
 }

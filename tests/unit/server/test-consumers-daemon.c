@@ -126,6 +126,18 @@ static const struct vshm_display_shm_buffer *find(struct view *v, uint32_t id, c
 	return NULL;
 }
 
+static void take_buffer(struct view *v, struct msg *m)
+{
+	CHECK(v->n < 8);
+	CHECK(m->fd >= 0);
+	memcpy(&v->bufs[v->n], payload, sizeof(v->bufs[0]));
+	v->ids[v->n] = v->bufs[v->n].buffer_id;
+	v->map[v->n] = mmap(NULL, v->bufs[v->n].size, PROT_READ, MAP_SHARED, m->fd, 0);
+	CHECK(v->map[v->n] != MAP_FAILED);
+	close(m->fd);
+	v->n++;
+}
+
 static void wait_frame(int sock, struct view *v, uint64_t min_seq, struct vshm_display_frame *fr)
 {
 	for (;;) {
@@ -135,15 +147,7 @@ static void wait_frame(int sock, struct view *v, uint64_t min_seq, struct vshm_d
 		if (m.h.request == VHOST_USER_GPU_UPDATE)
 			v->updates++;
 		if (m.h.request == VSHM_DISPLAY_SHM_BUFFER) {
-			CHECK(v->n < 8);
-			CHECK(m.fd >= 0);
-			memcpy(&v->bufs[v->n], payload, sizeof(v->bufs[0]));
-			v->ids[v->n] = v->bufs[v->n].buffer_id;
-			v->map[v->n] =
-			        mmap(NULL, v->bufs[v->n].size, PROT_READ, MAP_SHARED, m.fd, 0);
-			CHECK(v->map[v->n] != MAP_FAILED);
-			close(m.fd);
-			v->n++;
+			take_buffer(v, &m);
 			continue;
 		}
 		if (m.fd >= 0)
@@ -153,6 +157,51 @@ static void wait_frame(int sock, struct view *v, uint64_t min_seq, struct vshm_d
 			if (fr->scanout_id == 0 && fr->seq >= min_seq)
 				return;
 		}
+	}
+}
+
+/* STATS round trip: the newest seq sent on scanout 0 (everything before the reply is in). */
+static uint64_t stats_last_seq(int sock, struct view *v)
+{
+	struct vshm_display_stats_request sr = { 0, 0 };
+	struct vshm_display_stats_scanout e;
+	struct msg m;
+
+	send_msg(sock, VSHM_DISPLAY_STATS, 0, &sr, sizeof(sr));
+	for (;;) {
+		recv_msg(sock, &m);
+		if (m.h.request == VSHM_DISPLAY_SHM_BUFFER) {
+			take_buffer(v, &m);
+			continue;
+		}
+		if (m.fd >= 0)
+			close(m.fd);
+		if (m.h.request == VSHM_DISPLAY_STATS) {
+			CHECK(m.h.size >= sizeof(struct vshm_display_stats) + sizeof(e));
+			memcpy(&e, payload + sizeof(struct vshm_display_stats), sizeof(e));
+			return e.last_seq;
+		}
+	}
+}
+
+/*
+ * FRAME_RELEASE of everything sent, until a release lets no newer frame out
+ * of the mailbox (the daemon sends few frames ahead of releases); the seq.
+ */
+static uint64_t release_all(int sock, struct view *v)
+{
+	uint64_t seq = stats_last_seq(sock, v);
+
+	for (;;) {
+		struct vshm_display_frame_release rel = { .scanout_id = 0, .seq = seq };
+		uint64_t now;
+
+		send_msg(sock, VSHM_DISPLAY_FRAME_RELEASE, 0, &rel, sizeof(rel));
+		usleep(50000);
+		now = stats_last_seq(sock, v);
+		if (now == seq)
+			return seq;
+		seq = now;
 	}
 }
 
@@ -226,6 +275,12 @@ TEST(daemon_display_consumer_reads_exact_pixels_zero_copy)
 	CHECK_OK(tgd_resource_flush(g, res.id, 0, 0, W, H, true));
 	wait_frame(sock, &v, 2, &fr);
 	check_pixels(&v, &fr, &res);
+
+	/*
+	 * Release every frame sent so far first: a held frame's buffer is never
+	 * written (the daemon would move to another buffer: SCANOUT + FULL).
+	 */
+	fr.seq = release_all(sock, &v);
 
 	/* A damaged sub-rectangle: the FRAME names it, the memory has it. */
 	tgd_fill_rect(&res, 17, 33, 101, 57, TGD_PATTERN_HASH, 2);

@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * image_pool.c - copy-on-write host images of 2D resources.
+ *
+ * Display consumers read a frame straight from a resource's host image
+ * (its memfd, shared read-only) until they release it. docs/protocol.md
+ * 9.2 promises that a held frame is never rewritten and that the guest
+ * never waits for a consumer. So when a transfer targets an image somebody
+ * holds (vgs_image.holds > 0), the resource moves to another image first:
+ *
+ *   - an unheld spare of the same resource if there is one, else a new
+ *     one (at most VGS_POOL_MAX images per resource, each charged against
+ *     limits.max_host_bytes);
+ *   - the old content is copied over unless the transfer rewrites all of
+ *     it (counted: cow_switches, cow_copy_bytes);
+ *   - the old image becomes a spare; it can be reused once every holder
+ *     has let go of it.
+ *
+ * If every image is held (a consumer slower than the guest) the oldest
+ * held spare is written anyway and counted in cow_torn_risk: a consumer
+ * may then see tearing, but the guest is never blocked. Spares nobody
+ * used for VGS_POOL_IDLE_NS are freed, and all unheld ones are freed when
+ * a resource creation would exceed the memory budget.
+ *
+ * After the write, sinks showing the resource get a scanout event with the
+ * new image (vgs_pool_changed): consumers announce the new buffer, QEMU's
+ * display reads its pixels from the new image.
+ */
+#include <string.h>
+#include <time.h>
+
+#include "gpu-internal.h"
+
+/* At most this often the whole table is swept for idle spares. */
+#define SWEEP_NS (1000ull * 1000 * 1000)
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void spare_free(struct vgs_gpu *gpu, struct vgs_resource *res, unsigned i)
+{
+	struct vgs_image_pool *p = &res->pool;
+	struct vgs_image *img = p->spare[i];
+
+	res->host_bytes -= img->size;
+	gpu->stats.host_bytes -= img->size;
+	gpu->stats.pool_spares--;
+	gpu->stats.pool_frees++;
+	/* Readers with a reference (consumer buffers) keep the pixels until they let go. */
+	vgs_image_unref(img);
+	p->n--;
+	memmove(&p->spare[i], &p->spare[i + 1], (p->n - i) * sizeof(p->spare[0]));
+	memmove(&p->retired_ns[i], &p->retired_ns[i + 1], (p->n - i) * sizeof(p->retired_ns[0]));
+}
+
+void vgs_pool_trim(struct vgs_gpu *gpu, struct vgs_resource *res, uint64_t older_than_ns)
+{
+	struct vgs_image_pool *p = &res->pool;
+	unsigned i = 0;
+
+	while (i < p->n) {
+		if (p->spare[i]->holds == 0 && p->retired_ns[i] < older_than_ns)
+			spare_free(gpu, res, i);
+		else
+			i++;
+	}
+}
+
+/* Trim every resource with spares; returns the bytes freed. */
+static uint64_t trim_all(struct vgs_gpu *gpu, uint64_t older_than_ns)
+{
+	uint64_t before = gpu->stats.host_bytes;
+
+	for (uint32_t b = 0; b < gpu->nbuckets && gpu->stats.pool_spares; b++)
+		for (struct vgs_resource *r = gpu->buckets[b]; r; r = r->hnext)
+			if (r->pool.n)
+				vgs_pool_trim(gpu, r, older_than_ns);
+	return before - gpu->stats.host_bytes;
+}
+
+uint64_t vgs_pool_reclaim_all(struct vgs_gpu *gpu)
+{
+	if (!gpu->stats.pool_spares)
+		return 0;
+	return trim_all(gpu, UINT64_MAX);
+}
+
+void vgs_pool_release(struct vgs_gpu *gpu, struct vgs_resource *res)
+{
+	struct vgs_image_pool *p = &res->pool;
+
+	/* host_bytes: the caller uncharges res->host_bytes, which includes the spares. */
+	for (unsigned i = 0; i < p->n; i++) {
+		vgs_image_unref(p->spare[i]);
+		gpu->stats.pool_spares--;
+		gpu->stats.pool_frees++;
+	}
+	p->n = 0;
+}
+
+/* A new spare for @res, charged; -1 when the budget or memory says no. */
+static int spare_alloc(struct vgs_gpu *gpu, struct vgs_resource *res)
+{
+	const uint64_t max = gpu->cfg.limits.max_host_bytes;
+	struct vgs_image_pool *p = &res->pool;
+	struct vgs_image *img;
+	uint64_t size = res->image->size;
+
+	if (p->n >= VGS_POOL_MAX - 1)
+		return -1;
+	if (gpu->stats.host_bytes > max || size > max - gpu->stats.host_bytes) {
+		/* Memory pressure: other resources' unused spares go first. */
+		vgs_pool_reclaim_all(gpu);
+		if (gpu->stats.host_bytes > max || size > max - gpu->stats.host_bytes)
+			return -1;
+	}
+	if (vgs_image_new(res->width, res->height, res->format, &img) < 0)
+		return -1;
+	res->host_bytes += img->size;
+	gpu->stats.host_bytes += img->size;
+	gpu->stats.pool_spares++;
+	gpu->stats.pool_allocs++;
+	p->spare[p->n] = img;
+	p->retired_ns[p->n] = 0;
+	return (int)p->n++;
+}
+
+/* Copy what @r will not overwrite from @from to @to; returns the bytes copied. */
+static uint64_t copy_rest(const struct vgs_resource *res, const struct vgs_image *from,
+                          struct vgs_image *to, const struct vgs_rect *r)
+{
+	uint64_t stride = from->stride, rows_end = (uint64_t)r->y + r->height;
+
+	if (r->x == 0 && r->width == res->width) {
+		/* Whole rows: only those above and below the rectangle. */
+		uint64_t below = (uint64_t)res->height - rows_end;
+
+		memcpy(to->data, from->data, stride * r->y);
+		memcpy(to->data + stride * rows_end, from->data + stride * rows_end,
+		       stride * below);
+		return stride * (r->y + below);
+	}
+	memcpy(to->data, from->data, stride * res->height);
+	return stride * res->height;
+}
+
+bool vgs_pool_prepare_write(struct vgs_gpu *gpu, struct vgs_resource *res, const struct vgs_rect *r)
+{
+	struct vgs_image_pool *p = &res->pool;
+	struct vgs_image *cur = res->image, *next;
+	uint64_t now = mono_ns();
+	int pick = -1;
+
+	if (gpu->stats.pool_spares && now - gpu->pool_trim_ns >= SWEEP_NS) {
+		gpu->pool_trim_ns = now;
+		trim_all(gpu, now > VGS_POOL_IDLE_NS ? now - VGS_POOL_IDLE_NS : 0);
+	}
+	if (!cur || res->blob_mem || cur->holds == 0)
+		return false;
+	/* The unheld spare retired last: older ones may go idle and be freed. */
+	for (unsigned i = 0; i < p->n; i++)
+		if (p->spare[i]->holds == 0 && (pick < 0 || p->retired_ns[i] > p->retired_ns[pick]))
+			pick = (int)i;
+	if (pick < 0)
+		pick = spare_alloc(gpu, res);
+	if (pick < 0) {
+		/* Everything is held: never wait; overwrite the oldest held frame. */
+		gpu->stats.cow_torn_risk++;
+		for (unsigned i = 0; i < p->n; i++)
+			if (pick < 0 || p->retired_ns[i] < p->retired_ns[pick])
+				pick = (int)i;
+		if (pick < 0)
+			return false; /* no spare at all (memory): in place */
+	}
+	next = p->spare[pick];
+	if (!(r->x == 0 && r->y == 0 && r->width == res->width && r->height == res->height))
+		gpu->stats.cow_copy_bytes += copy_rest(res, cur, next, r);
+	p->spare[pick] = cur;
+	p->retired_ns[pick] = now;
+	res->image = next;
+	gpu->stats.cow_switches++;
+	return true;
+}
+
+void vgs_pool_changed(struct vgs_gpu *gpu, struct vgs_resource *res)
+{
+	for (uint32_t i = 0; i < VGS_MAX_SCANOUTS; i++)
+		if (gpu->scanouts[i].resource == res && !gpu->scanouts[i].blob)
+			vgs_display_scanout(gpu, i);
+}
