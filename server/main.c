@@ -32,6 +32,7 @@
 #include "gpu.h"
 #include "options.h"
 #include "qemu_display.h"
+#include "sandbox.h"
 
 #define EXIT_USAGE 2
 
@@ -333,6 +334,16 @@ static void log_stats(struct daemon *d)
 		         (unsigned long long)gs.fences, (unsigned long long)gs.flushes,
 		         (unsigned long long)gs.transfer_bytes, gs.resources,
 		         (unsigned long long)gs.host_bytes);
+		if (gs.cow_switches || gs.pool_spares)
+			vshm_log(VSHM_LOG_INFO,
+			         "stats: gpu cow_switches=%llu cow_copy_bytes=%llu "
+			         "cow_torn_risk=%llu pool_spares=%u pool_allocs=%llu "
+			         "pool_frees=%llu",
+			         (unsigned long long)gs.cow_switches,
+			         (unsigned long long)gs.cow_copy_bytes,
+			         (unsigned long long)gs.cow_torn_risk, gs.pool_spares,
+			         (unsigned long long)gs.pool_allocs,
+			         (unsigned long long)gs.pool_frees);
 	}
 	if (d->dev) {
 		vshm_vu_dev_get_stats(d->dev, &vs);
@@ -577,6 +588,11 @@ int main(int argc, char *argv[])
 		return 1;
 	if (!d.opts.socket_path && check_socket_fd(d.opts.fd) < 0)
 		return 1;
+	if (d.opts.sandbox != VGS_SANDBOX_OFF && !vgs_sandbox_supported()) {
+		vgs_sandbox_apply(d.opts.sandbox, err, sizeof(err));
+		vshm_log(VSHM_LOG_ERROR, "%s", err);
+		return 1;
+	}
 
 	/* Peers vanish mid-write; errors must come back as EPIPE, not kill us. */
 	signal(SIGPIPE, SIG_IGN);
@@ -585,6 +601,15 @@ int main(int argc, char *argv[])
 		teardown(&d);
 		return 1;
 	}
+	/* Everything start-up needs is open: from here on only the serving syscalls. */
+	if (vgs_sandbox_apply(d.opts.sandbox, err, sizeof(err)) < 0) {
+		vshm_log(VSHM_LOG_ERROR, "%s", err);
+		teardown(&d);
+		return 1;
+	}
+	/* TEST ONLY (tests/unit/server/test-sandbox.sh): try a forbidden call. */
+	if (d.opts.sandbox != VGS_SANDBOX_OFF && getenv("VSHM_SANDBOX_SELFTEST"))
+		vgs_sandbox_selftest(d.opts.sandbox, getenv("VSHM_SANDBOX_SELFTEST"));
 	ret = vshm_event_loop_run(d.loop);
 	if (ret < 0) {
 		vshm_log(VSHM_LOG_ERROR, "event loop failed: %s", strerror(-ret));

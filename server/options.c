@@ -28,6 +28,7 @@ enum {
 	OPT_HEARTBEAT_MS,
 	OPT_RELEASE_TIMEOUT_MS,
 	OPT_CONSUMER_DEADLINE_MS,
+	OPT_SANDBOX,
 };
 
 /* Short letters follow QEMU's contrib back-end, so existing scripts keep working. */
@@ -48,6 +49,7 @@ static const struct option long_opts[] = {
 	{ "heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT_MS },
 	{ "release-timeout-ms", required_argument, NULL, OPT_RELEASE_TIMEOUT_MS },
 	{ "consumer-deadline-ms", required_argument, NULL, OPT_CONSUMER_DEADLINE_MS },
+	{ "sandbox", required_argument, NULL, OPT_SANDBOX },
 	/* crosvm's `crosvm device gpu` spellings */
 	{ "socket", required_argument, NULL, 's' },
 	{ "params", required_argument, NULL, OPT_PARAMS },
@@ -103,6 +105,9 @@ static const char usage_text[] =
         "      --socket=PATH          crosvm's alias of --socket-path\n"
         "\n"
         "Other:\n"
+        "      --sandbox=MODE         seccomp filter once serving: off (default), log\n"
+        "                             (log calls outside the allowlist) or on (they kill\n"
+        "                             the process); needs a build with libseccomp\n"
         "  -c, --print-capabilities   print the back-end capabilities as JSON and exit\n"
         "      --log-level=LEVEL      error, warn, info (default) or debug\n"
         "  -h, --help                 show this help and exit\n"
@@ -451,6 +456,17 @@ int vgs_options_parse(int argc, char *const argv[], struct vgs_options *o, char 
 				            "--consumer-deadline-ms: '%s' is not in 10..600000",
 				            optarg);
 			o->consumer_deadline_ms = u;
+			break;
+		case OPT_SANDBOX:
+			if (!strcmp(optarg, "off"))
+				o->sandbox = VGS_SANDBOX_OFF;
+			else if (!strcmp(optarg, "log"))
+				o->sandbox = VGS_SANDBOX_LOG;
+			else if (!strcmp(optarg, "on"))
+				o->sandbox = VGS_SANDBOX_ON;
+			else
+				return fail(err, errlen, "--sandbox: '%s' is not off, log or on",
+				            optarg);
 			break;
 		case OPT_PARAMS:
 			o->crosvm_params = optarg; /* parsed by the daemon (json-c) */

@@ -15,6 +15,13 @@
 
 #include "display.h"
 
+/* --sandbox (server/sandbox.h): the seccomp filter installed after start-up. */
+enum vgs_sandbox_mode {
+	VGS_SANDBOX_OFF,
+	VGS_SANDBOX_LOG,
+	VGS_SANDBOX_ON,
+};
+
 enum vgs_options_action {
 	VGS_ACTION_RUN,
 	VGS_ACTION_HELP,
@@ -57,6 +64,8 @@ struct vgs_options {
 	uint64_t host_visible_size; /* --host-visible-size in bytes (0 = no region) */
 	bool host_visible_set;      /* --host-visible-size was given */
 	bool crosvm_legacy_shmem;   /* --crosvm-legacy-shmem */
+	/* --sandbox, default off */
+	enum vgs_sandbox_mode sandbox;
 };
 
 /* Limits enforced by the parser. */
