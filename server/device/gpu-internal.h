@@ -48,8 +48,8 @@ struct vgs_image_pool {
 struct vgs_resource {
 	uint32_t id;
 	uint32_t format, width, height;
-	struct vgs_image *image; /* the host copy; one reference held here */
-	uint64_t host_bytes;     /* charged against limits.max_host_bytes (spares included) */
+	struct vgs_image *image;    /* the host copy; one reference held here */
+	uint64_t host_bytes;        /* charged against limits.max_host_bytes (spares included) */
 	struct vgs_image_pool pool; /* 2D only: images consumers still read */
 
 	/* Guest backing as the driver described it (ATTACH_BACKING). */

@@ -264,7 +264,8 @@ struct vshm_display_rect {
 
 /* FRAME flags. */
 #define VSHM_DISPLAY_FRAME_F_FENCE 0x1u /* a sync_file fd is attached */
-#define VSHM_DISPLAY_FRAME_F_FULL  0x2u /* whole scanout damaged; num_rects may be 0 (without FULL: >= 1) */
+#define VSHM_DISPLAY_FRAME_F_FULL                                                                  \
+	0x2u /* whole scanout damaged; num_rects may be 0 (without FULL: >= 1) */
 
 /* FRAME (D->C), followed by num_rects struct vshm_display_rect (scanout coordinates). */
 struct vshm_display_frame {
@@ -310,9 +311,9 @@ struct vshm_display_heartbeat_scanout {
 struct vshm_display_cursor {
 	uint32_t scanout_id;
 	uint32_t buffer_id; /* ARGB8888 SHM_BUFFER with the shape, 0: no shape */
-	uint32_t hot_x; /* hot spot in the shape: < the shape's width */
-	uint32_t hot_y; /* < the shape's height */
-	int32_t x; /* hot spot position, scanout coordinates */
+	uint32_t hot_x;     /* hot spot in the shape: < the shape's width */
+	uint32_t hot_y;     /* < the shape's height */
+	int32_t x;          /* hot spot position, scanout coordinates */
 	int32_t y;
 	uint32_t flags; /* VSHM_DISPLAY_CURSOR_F_* */
 	uint32_t reserved;

@@ -97,7 +97,7 @@ static void host_check(const char *fmt, ...)
 	va_end(ap);
 	printf("\n");
 	fflush(stdout);
-	struct pollfd p = {.fd = 0, .events = POLLIN};
+	struct pollfd p = { .fd = 0, .events = POLLIN };
 	if (poll(&p, 1, 120 * 1000) <= 0) {
 		fail("no answer from the host within 120 s");
 		return;
@@ -125,8 +125,8 @@ static void hexline(const char *prefix, const uint8_t *p, size_t n)
 
 /* ------------------------------------------------------------ pattern */
 
-static const uint32_t BARS[8] = {0xFFFFFF, 0xFFFF00, 0x00FFFF, 0x00FF00,
-				 0xFF00FF, 0xFF0000, 0x0000FF, 0x000000};
+static const uint32_t BARS[8] = { 0xFFFFFF, 0xFFFF00, 0x00FFFF, 0x00FF00,
+	                          0xFF00FF, 0xFF0000, 0x0000FF, 0x000000 };
 
 static uint32_t pattern_px(int x, int y, int w, int h, int seed, uint32_t counter)
 {
@@ -147,8 +147,7 @@ static uint32_t pattern_px(int x, int y, int w, int h, int seed, uint32_t counte
 	       ((3u * x + 5u * y + seed) & 255);
 }
 
-static void draw_pattern(uint8_t *map, uint32_t pitch, int w, int h, int seed,
-			 uint32_t counter)
+static void draw_pattern(uint8_t *map, uint32_t pitch, int w, int h, int seed, uint32_t counter)
 {
 	for (int y = 0; y < h; y++) {
 		uint32_t *row = (uint32_t *)(map + (size_t)y * pitch);
@@ -158,8 +157,7 @@ static void draw_pattern(uint8_t *map, uint32_t pitch, int w, int h, int seed,
 }
 
 /* Redraw only the counter cells (rows H-40..H-25). */
-static void draw_counter(uint8_t *map, uint32_t pitch, int w, int h, int seed,
-			 uint32_t counter)
+static void draw_counter(uint8_t *map, uint32_t pitch, int w, int h, int seed, uint32_t counter)
 {
 	for (int y = h - 40; y < h - 24; y++) {
 		uint32_t *row = (uint32_t *)(map + (size_t)y * pitch);
@@ -218,9 +216,8 @@ static int open_virtio_gpu(void)
 		int fd = open(path, O_RDWR | O_CLOEXEC);
 		if (fd < 0)
 			continue;
-		struct drm_version v = {.name = name, .name_len = sizeof(name) - 1};
-		if (ioctl_retry(fd, DRM_IOCTL_VERSION, &v) == 0 &&
-		    strcmp(name, "virtio_gpu") == 0)
+		struct drm_version v = { .name = name, .name_len = sizeof(name) - 1 };
+		if (ioctl_retry(fd, DRM_IOCTL_VERSION, &v) == 0 && strcmp(name, "virtio_gpu") == 0)
 			return fd;
 		close(fd);
 	}
@@ -228,11 +225,10 @@ static int open_virtio_gpu(void)
 	return -1;
 }
 
-static uint32_t edid_property(int fd, uint32_t nprops, const uint32_t *props,
-			      const uint64_t *vals)
+static uint32_t edid_property(int fd, uint32_t nprops, const uint32_t *props, const uint64_t *vals)
 {
 	for (uint32_t i = 0; i < nprops; i++) {
-		struct drm_mode_get_property gp = {.prop_id = props[i]};
+		struct drm_mode_get_property gp = { .prop_id = props[i] };
 		if (ioctl_retry(fd, DRM_IOCTL_MODE_GETPROPERTY, &gp))
 			continue;
 		if (strcmp(gp.name, "EDID") == 0)
@@ -247,17 +243,17 @@ static int card_open(struct card *c)
 	c->fd = open_virtio_gpu();
 	if (c->fd < 0)
 		return -1;
-	struct drm_set_client_cap cap = {.capability = DRM_CLIENT_CAP_UNIVERSAL_PLANES,
-					 .value = 1};
+	struct drm_set_client_cap cap = { .capability = DRM_CLIENT_CAP_UNIVERSAL_PLANES,
+		                          .value = 1 };
 	ioctl_retry(c->fd, DRM_IOCTL_SET_CLIENT_CAP, &cap);
 
-	struct drm_mode_card_res r = {0};
+	struct drm_mode_card_res r = { 0 };
 	if (ioctl_retry(c->fd, DRM_IOCTL_MODE_GETRESOURCES, &r)) {
 		fail("GETRESOURCES: %s", strerror(errno));
 		return -1;
 	}
-	uint32_t conns[MAX_HEADS * 2] = {0}, crtcs[MAX_HEADS * 2] = {0};
-	uint32_t encs[MAX_HEADS * 4] = {0}, fbs[64] = {0};
+	uint32_t conns[MAX_HEADS * 2] = { 0 }, crtcs[MAX_HEADS * 2] = { 0 };
+	uint32_t encs[MAX_HEADS * 4] = { 0 }, fbs[64] = { 0 };
 	if (r.count_connectors > MAX_HEADS * 2 || r.count_crtcs > MAX_HEADS * 2 ||
 	    r.count_encoders > MAX_HEADS * 4 || r.count_fbs > 64) {
 		fail("too many DRM objects");
@@ -276,7 +272,7 @@ static int card_open(struct card *c)
 	c->nout = r.count_connectors < MAX_HEADS ? r.count_connectors : MAX_HEADS;
 	for (int i = 0; i < c->nout; i++) {
 		struct output *o = &c->out[i];
-		struct drm_mode_get_connector gc = {.connector_id = conns[i]};
+		struct drm_mode_get_connector gc = { .connector_id = conns[i] };
 		/* first call probes (GET_EDID / display info are re-read) */
 		if (ioctl_retry(c->fd, DRM_IOCTL_MODE_GETCONNECTOR, &gc)) {
 			fail("GETCONNECTOR %u: %s", conns[i], strerror(errno));
@@ -292,8 +288,8 @@ static int card_open(struct card *c)
 		gc.prop_values_ptr = (uintptr_t)vals;
 		gc.encoders_ptr = (uintptr_t)encids;
 		gc.count_encoders = gc.count_encoders > 8 ? 8 : gc.count_encoders;
-		if (ioctl_retry(c->fd, DRM_IOCTL_MODE_GETCONNECTOR, &gc) ||
-		    gc.count_modes > nm || gc.count_props > np) {
+		if (ioctl_retry(c->fd, DRM_IOCTL_MODE_GETCONNECTOR, &gc) || gc.count_modes > nm ||
+		    gc.count_props > np) {
 			fail("GETCONNECTOR %u (2nd): %s", conns[i], strerror(errno));
 			return -1;
 		}
@@ -343,8 +339,8 @@ static int find_mode(struct card *c, int head, int w, int h, struct drm_mode_mod
 	m->clock = (uint32_t)((uint64_t)m->htotal * m->vtotal * 60 / 1000);
 	m->type = DRM_MODE_TYPE_USERDEF;
 	snprintf(m->name, sizeof(m->name), "%dx%d", w, h);
-	printf("@@INFO head %d (connection %u) lists no %dx%d mode; using a made-up one\n",
-	       head, o->connection, w, h);
+	printf("@@INFO head %d (connection %u) lists no %dx%d mode; using a made-up one\n", head,
+	       o->connection, w, h);
 	return 1;
 }
 
@@ -360,7 +356,7 @@ static int fb_create(int fd, int w, int h, uint32_t format, struct fb *f)
 	memset(f, 0, sizeof(*f));
 	f->w = w;
 	f->h = h;
-	struct drm_mode_create_dumb cd = {.width = w, .height = h, .bpp = 32};
+	struct drm_mode_create_dumb cd = { .width = w, .height = h, .bpp = 32 };
 	if (ioctl_retry(fd, DRM_IOCTL_MODE_CREATE_DUMB, &cd)) {
 		fail("CREATE_DUMB %dx%d: %s", w, h, strerror(errno));
 		return -1;
@@ -369,8 +365,7 @@ static int fb_create(int fd, int w, int h, uint32_t format, struct fb *f)
 	f->pitch = cd.pitch;
 	f->size = cd.size;
 	if (format) {
-		struct drm_mode_fb_cmd2 fc = {.width = w, .height = h,
-					      .pixel_format = format};
+		struct drm_mode_fb_cmd2 fc = { .width = w, .height = h, .pixel_format = format };
 		fc.handles[0] = f->handle;
 		fc.pitches[0] = f->pitch;
 		if (ioctl_retry(fd, DRM_IOCTL_MODE_ADDFB2, &fc)) {
@@ -379,7 +374,7 @@ static int fb_create(int fd, int w, int h, uint32_t format, struct fb *f)
 		}
 		f->fb_id = fc.fb_id;
 	}
-	struct drm_mode_map_dumb md = {.handle = f->handle};
+	struct drm_mode_map_dumb md = { .handle = f->handle };
 	if (ioctl_retry(fd, DRM_IOCTL_MODE_MAP_DUMB, &md)) {
 		fail("MAP_DUMB: %s", strerror(errno));
 		return -1;
@@ -400,7 +395,7 @@ static void fb_destroy(int fd, struct fb *f)
 	if (f->fb_id)
 		ioctl_retry(fd, DRM_IOCTL_MODE_RMFB, &f->fb_id);
 	if (f->handle) {
-		struct drm_mode_destroy_dumb dd = {.handle = f->handle};
+		struct drm_mode_destroy_dumb dd = { .handle = f->handle };
 		ioctl_retry(fd, DRM_IOCTL_MODE_DESTROY_DUMB, &dd);
 	}
 	memset(f, 0, sizeof(*f));
@@ -408,12 +403,14 @@ static void fb_destroy(int fd, struct fb *f)
 
 static int set_crtc(struct card *c, int head, uint32_t fb_id, struct drm_mode_modeinfo *m)
 {
-	struct drm_mode_crtc sc = {.crtc_id = c->out[head].crtc_id, .fb_id = fb_id,
-				   .count_connectors = 1, .mode_valid = 1, .mode = *m};
+	struct drm_mode_crtc sc = { .crtc_id = c->out[head].crtc_id,
+		                    .fb_id = fb_id,
+		                    .count_connectors = 1,
+		                    .mode_valid = 1,
+		                    .mode = *m };
 	sc.set_connectors_ptr = (uintptr_t)&c->out[head].conn_id;
 	if (ioctl_retry(c->fd, DRM_IOCTL_MODE_SETCRTC, &sc)) {
-		fail("SETCRTC head %d %ux%u: %s", head, m->hdisplay, m->vdisplay,
-		     strerror(errno));
+		fail("SETCRTC head %d %ux%u: %s", head, m->hdisplay, m->vdisplay, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -432,19 +429,23 @@ static int drain(int fd)
 		.target = 2, /* PIPE_TEXTURE_2D */
 		.format = 2, /* VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM */
 		.bind = 2,   /* render target */
-		.width = 4, .height = 4, .depth = 1, .array_size = 1,
-		.size = 4096, .stride = 16,
+		.width = 4,
+		.height = 4,
+		.depth = 1,
+		.array_size = 1,
+		.size = 4096,
+		.stride = 16,
 	};
 	double t0 = now_ms();
 	if (ioctl_retry(fd, DRM_IOCTL_VIRTGPU_RESOURCE_CREATE, &rc)) {
 		printf("@@WARN drain: VIRTGPU_RESOURCE_CREATE: %s\n", strerror(errno));
 		return -1;
 	}
-	struct drm_virtgpu_3d_wait wt = {.handle = rc.bo_handle};
+	struct drm_virtgpu_3d_wait wt = { .handle = rc.bo_handle };
 	int r = ioctl_retry(fd, DRM_IOCTL_VIRTGPU_WAIT, &wt);
 	if (r)
 		printf("@@WARN drain: VIRTGPU_WAIT: %s\n", strerror(errno));
-	struct drm_gem_close gc = {.handle = rc.bo_handle};
+	struct drm_gem_close gc = { .handle = rc.bo_handle };
 	ioctl_retry(fd, DRM_IOCTL_GEM_CLOSE, &gc);
 	double dt = now_ms() - t0;
 	if (dt > 1000)
@@ -460,21 +461,30 @@ static int test_modes(void)
 	if (card_open(&c))
 		return 1;
 	char drv[32] = "", date[32] = "", desc[64] = "";
-	struct drm_version v = {.name = drv, .name_len = 31, .date = date, .date_len = 31,
-				.desc = desc, .desc_len = 63};
+	struct drm_version v = { .name = drv,
+		                 .name_len = 31,
+		                 .date = date,
+		                 .date_len = 31,
+		                 .desc = desc,
+		                 .desc_len = 63 };
 	if (ioctl_retry(c.fd, DRM_IOCTL_VERSION, &v) == 0)
 		printf("@@INFO driver %s %d.%d.%d\n", drv, v.version_major, v.version_minor,
 		       v.version_patchlevel);
-	static const struct { int id; const char *name; } params[] = {
-		{VIRTGPU_PARAM_3D_FEATURES, "3d"},
-		{VIRTGPU_PARAM_CAPSET_QUERY_FIX, "capset_fix"},
-		{3, "blob"}, {4, "host_visible"}, {6, "context_init"},
+	static const struct {
+		int id;
+		const char *name;
+	} params[] = {
+		{ VIRTGPU_PARAM_3D_FEATURES, "3d" },
+		{ VIRTGPU_PARAM_CAPSET_QUERY_FIX, "capset_fix" },
+		{ 3, "blob" },
+		{ 4, "host_visible" },
+		{ 6, "context_init" },
 	};
 	printf("@@INFO getparam");
 	for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
 		uint64_t val = 0;
-		struct drm_virtgpu_getparam gp = {.param = params[i].id,
-						  .value = (uintptr_t)&val};
+		struct drm_virtgpu_getparam gp = { .param = params[i].id,
+			                           .value = (uintptr_t)&val };
 		if (ioctl_retry(c.fd, DRM_IOCTL_VIRTGPU_GETPARAM, &gp))
 			printf(" %s=err", params[i].name);
 		else
@@ -484,7 +494,8 @@ static int test_modes(void)
 
 	for (int i = 0; i < c.nout; i++) {
 		struct output *o = &c.out[i];
-		printf("@@DATA conn head=%d id=%u crtc=%u type=%u type_id=%u connection=%u mm=%ux%u nmodes=%u\n",
+		printf("@@DATA conn head=%d id=%u crtc=%u type=%u type_id=%u connection=%u "
+		       "mm=%ux%u nmodes=%u\n",
 		       i, o->conn_id, o->crtc_id, o->conn_type, o->conn_type_id, o->connection,
 		       o->mm_w, o->mm_h, o->nmodes);
 		printf("@@DATA modes head=%d list=", i);
@@ -497,7 +508,7 @@ static int test_modes(void)
 			printf("@@DATA edid head=%d len=0 hex=\n", i);
 			continue;
 		}
-		struct drm_mode_get_blob gb = {.blob_id = o->edid_blob};
+		struct drm_mode_get_blob gb = { .blob_id = o->edid_blob };
 		if (ioctl_retry(c.fd, DRM_IOCTL_MODE_GETPROPBLOB, &gb)) {
 			fail("GETPROPBLOB EDID head %d: %s", i, strerror(errno));
 			continue;
@@ -509,7 +520,7 @@ static int test_modes(void)
 		} else {
 			char prefix[64];
 			snprintf(prefix, sizeof(prefix), "@@DATA edid head=%d len=%u hex=", i,
-				 gb.length);
+			         gb.length);
 			hexline(prefix, edid, gb.length);
 		}
 		free(edid);
@@ -536,15 +547,15 @@ static int test_fbcon(void)
 	for (int ch = 0x50; ch < 0x7F; ch++)
 		ascii2[n2++] = (char)ch;
 	const struct seg segs[] = {
-		{0, 0, -1, -1, "vshm e2e: fbcon text console through virtio-gpu"},
-		{2, 0, -1, -1, ascii1},
-		{3, 0, -1, -1, ascii2},
-		{5, 2, 1, 7, " red on white "},
-		{5, 20, 2, 0, "green"},
-		{5, 30, 3, 4, " brown on blue "},
-		{5, 50, 6, 5, " cyan on magenta "},
-		{7, 4, 0, 3, "[black on brown]"},
-		{-1, -24, 7, 1, "bottom right corner"},
+		{ 0, 0, -1, -1, "vshm e2e: fbcon text console through virtio-gpu" },
+		{ 2, 0, -1, -1, ascii1 },
+		{ 3, 0, -1, -1, ascii2 },
+		{ 5, 2, 1, 7, " red on white " },
+		{ 5, 20, 2, 0, "green" },
+		{ 5, 30, 3, 4, " brown on blue " },
+		{ 5, 50, 6, 5, " cyan on magenta " },
+		{ 7, 4, 0, 3, "[black on brown]" },
+		{ -1, -24, 7, 1, "bottom right corner" },
 	};
 	int fd = open("/dev/tty1", O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0) {
@@ -557,8 +568,9 @@ static int test_fbcon(void)
 		return 1;
 	}
 	static uint8_t fontdata[512 * 32 * 4];
-	struct console_font_op fo = {.op = KD_FONT_OP_GET, .width = 32, .height = 32,
-				     .charcount = 512, .data = fontdata};
+	struct console_font_op fo = {
+		.op = KD_FONT_OP_GET, .width = 32, .height = 32, .charcount = 512, .data = fontdata
+	};
 	if (ioctl(fd, KDFONTOP, &fo)) {
 		fail("KDFONTOP get: %s", strerror(errno));
 		return 1;
@@ -613,7 +625,7 @@ static int test_fbcon(void)
 static int wait_flip(int fd)
 {
 	for (;;) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
+		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int r = poll(&p, 1, 5000);
 		if (r <= 0) {
 			fail("no flip-complete event within 5 s");
@@ -660,9 +672,10 @@ static int test_kms(int w, int h, int use_flip, int frames)
 		 * the flushed rectangle, so a partial first DIRTYFB would leave the
 		 * rest black.  One full-screen DIRTYFB first absorbs that.
 		 */
-		struct drm_clip_rect full = {0, 0, (unsigned short)w, (unsigned short)h};
-		struct drm_mode_fb_dirty_cmd dc = {.fb_id = fb[0].fb_id, .num_clips = 1,
-						   .clips_ptr = (uintptr_t)&full};
+		struct drm_clip_rect full = { 0, 0, (unsigned short)w, (unsigned short)h };
+		struct drm_mode_fb_dirty_cmd dc = { .fb_id = fb[0].fb_id,
+			                            .num_clips = 1,
+			                            .clips_ptr = (uintptr_t)&full };
 		if (ioctl_retry(c.fd, DRM_IOCTL_MODE_DIRTYFB, &dc)) {
 			fail("DIRTYFB full: %s", strerror(errno));
 			return 1;
@@ -676,9 +689,10 @@ static int test_kms(int w, int h, int use_flip, int frames)
 		struct fb *b = &fb[use_flip ? f & 1 : 0];
 		draw_counter(b->map, b->pitch, w, h, seed, counter_value(seed, f));
 		if (use_flip) {
-			struct drm_mode_crtc_page_flip pf = {
-				.crtc_id = c.out[0].crtc_id, .fb_id = b->fb_id,
-				.flags = DRM_MODE_PAGE_FLIP_EVENT, .user_data = f};
+			struct drm_mode_crtc_page_flip pf = { .crtc_id = c.out[0].crtc_id,
+				                              .fb_id = b->fb_id,
+				                              .flags = DRM_MODE_PAGE_FLIP_EVENT,
+				                              .user_data = f };
 			if (ioctl_retry(c.fd, DRM_IOCTL_MODE_PAGE_FLIP, &pf)) {
 				fail("PAGE_FLIP frame %d: %s", f, strerror(errno));
 				break;
@@ -687,10 +701,11 @@ static int test_kms(int w, int h, int use_flip, int frames)
 				break;
 		} else {
 			/* damage: only the counter cells */
-			struct drm_clip_rect clip = {24, (unsigned short)(h - 40),
-						     24 + 32 * 20, (unsigned short)(h - 24)};
-			struct drm_mode_fb_dirty_cmd dc = {.fb_id = b->fb_id, .num_clips = 1,
-							   .clips_ptr = (uintptr_t)&clip};
+			struct drm_clip_rect clip = { 24, (unsigned short)(h - 40), 24 + 32 * 20,
+				                      (unsigned short)(h - 24) };
+			struct drm_mode_fb_dirty_cmd dc = { .fb_id = b->fb_id,
+				                            .num_clips = 1,
+				                            .clips_ptr = (uintptr_t)&clip };
 			if (ioctl_retry(c.fd, DRM_IOCTL_MODE_DIRTYFB, &dc)) {
 				fail("DIRTYFB frame %d: %s", f, strerror(errno));
 				break;
@@ -701,18 +716,20 @@ static int test_kms(int w, int h, int use_flip, int frames)
 	double t_queued = now_ms() - t0;
 	drain(c.fd);
 	double t_all = now_ms() - t0;
-	printf("@@INFO kms %dx%d %s: %d frames queued in %.0f ms, done in %.0f ms (%.1f fps)\n",
-	       w, h, kind, done, t_queued, t_all, done * 1000.0 / (t_all > 0 ? t_all : 1));
+	printf("@@INFO kms %dx%d %s: %d frames queued in %.0f ms, done in %.0f ms (%.1f fps)\n", w,
+	       h, kind, done, t_queued, t_all, done * 1000.0 / (t_all > 0 ? t_all : 1));
 	printf("@@DATA kms w=%d h=%d kind=%s frames=%d ms=%.1f\n", w, h, kind, done, t_all);
-	host_check("pattern head=0 w=%d h=%d seed=%d counter=%u name=kms-%dx%d-%s", w, h,
-		   seed, counter_value(seed, done), w, h, kind);
+	host_check("pattern head=0 w=%d h=%d seed=%d counter=%u name=kms-%dx%d-%s", w, h, seed,
+	           counter_value(seed, done), w, h, kind);
 	for (int i = 0; i < nbuf; i++)
 		fb_destroy(c.fd, &fb[i]);
 	close(c.fd);
 	return g_failed;
 }
 
-static const int head_size[MAX_HEADS][2] = {{1024, 768}, {800, 600}, {640, 480}, {1280, 720}};
+static const int head_size[MAX_HEADS][2] = {
+	{ 1024, 768 }, { 800, 600 }, { 640, 480 }, { 1280, 720 }
+};
 
 static int test_heads(int n)
 {
@@ -741,7 +758,7 @@ static int test_heads(int n)
 	for (int i = 0; i < n; i++) {
 		int w = head_size[i][0], h = head_size[i][1], seed = i + 1;
 		host_check("pattern head=%d w=%d h=%d seed=%d counter=%u name=heads-%d", i, w, h,
-			   seed, counter_value(seed, 0x1234 + i), i);
+		           seed, counter_value(seed, 0x1234 + i), i);
 	}
 	for (int i = 0; i < n; i++)
 		fb_destroy(c.fd, &fb[i]);
@@ -762,7 +779,7 @@ static void on_alarm(int sig)
  * (fenced TRANSFER_TO_HOST_2D) without a timeout of its own. */
 static int cursor_ioctl(int fd, struct drm_mode_cursor2 *cur, const char *what)
 {
-	struct sigaction sa = {.sa_handler = on_alarm};
+	struct sigaction sa = { .sa_handler = on_alarm };
 	sigaction(SIGALRM, &sa, NULL); /* no SA_RESTART: the ioctl gets EINTR */
 	g_alarm = 0;
 	alarm(10);
@@ -791,7 +808,7 @@ static int test_cursor(void)
 
 	if (card_open(&c))
 		return 1;
-	struct drm_get_cap cap = {.capability = DRM_CAP_CURSOR_WIDTH};
+	struct drm_get_cap cap = { .capability = DRM_CAP_CURSOR_WIDTH };
 	if (ioctl_retry(c.fd, DRM_IOCTL_GET_CAP, &cap) == 0)
 		printf("@@INFO DRM_CAP_CURSOR_WIDTH=%llu\n", (unsigned long long)cap.value);
 	if (fb_create(c.fd, w, h, DRM_FORMAT_XRGB8888, &screen))
@@ -807,36 +824,42 @@ static int test_cursor(void)
 		for (int y = 0; y < 64; y++)
 			for (int x = 0; x < 64; x++)
 				((uint32_t *)(cur[k].map + (size_t)y * cur[k].pitch))[x] =
-					cursor_px(k + 1, x, y);
+				        cursor_px(k + 1, x, y);
 	}
-	static const struct { int hx, hy, x, y; } pos[2] = {{5, 9, 100, 80}, {0, 0, 500, 300}};
+	static const struct {
+		int hx, hy, x, y;
+	} pos[2] = { { 5, 9, 100, 80 }, { 0, 0, 500, 300 } };
 	for (int k = 0; k < 2; k++) {
-		struct drm_mode_cursor2 cu = {
-			.flags = DRM_MODE_CURSOR_BO | DRM_MODE_CURSOR_MOVE,
-			.crtc_id = c.out[0].crtc_id, .x = pos[k].x, .y = pos[k].y,
-			.width = 64, .height = 64, .handle = cur[k].handle,
-			.hot_x = pos[k].hx, .hot_y = pos[k].hy};
+		struct drm_mode_cursor2 cu = { .flags = DRM_MODE_CURSOR_BO | DRM_MODE_CURSOR_MOVE,
+			                       .crtc_id = c.out[0].crtc_id,
+			                       .x = pos[k].x,
+			                       .y = pos[k].y,
+			                       .width = 64,
+			                       .height = 64,
+			                       .handle = cur[k].handle,
+			                       .hot_x = pos[k].hx,
+			                       .hot_y = pos[k].hy };
 		char what[32];
 		snprintf(what, sizeof(what), "image %d", k + 1);
 		if (cursor_ioctl(c.fd, &cu, what))
 			goto out;
 		drain(c.fd);
 		host_check("cursor image=%d hot=%d,%d x=%d y=%d", k + 1, pos[k].hx, pos[k].hy,
-			   pos[k].x, pos[k].y);
+		           pos[k].x, pos[k].y);
 	}
 	for (int i = 0; i < 8; i++) {
-		struct drm_mode_cursor2 mv = {.flags = DRM_MODE_CURSOR_MOVE,
-					      .crtc_id = c.out[0].crtc_id,
-					      .x = 40 + 97 * i, .y = 30 + 71 * i};
+		struct drm_mode_cursor2 mv = { .flags = DRM_MODE_CURSOR_MOVE,
+			                       .crtc_id = c.out[0].crtc_id,
+			                       .x = 40 + 97 * i,
+			                       .y = 30 + 71 * i };
 		if (cursor_ioctl(c.fd, &mv, "move"))
 			goto out;
 	}
 	drain(c.fd);
 	/* the cursor must not have disturbed the primary plane */
 	host_check("pattern head=0 w=%d h=%d seed=%d counter=%u name=cursor-screen", w, h, seed,
-		   counter);
-	struct drm_mode_cursor2 hide = {.flags = DRM_MODE_CURSOR_BO,
-					.crtc_id = c.out[0].crtc_id};
+	           counter);
+	struct drm_mode_cursor2 hide = { .flags = DRM_MODE_CURSOR_BO, .crtc_id = c.out[0].crtc_id };
 	if (cursor_ioctl(c.fd, &hide, "hide"))
 		goto out;
 	drain(c.fd);
@@ -868,7 +891,7 @@ out:
  * Host protocol: @@INFO demo ... once a second, @@DATA demo ... at the end.
  */
 
-#define DEMO_BITS 24
+#define DEMO_BITS    24
 #define DEMO_FPS_MAX 30
 
 /* 5x7 glyphs, one byte per row, bit 4 = leftmost column. */
@@ -876,41 +899,41 @@ static const struct glyph {
 	char c;
 	uint8_t rows[7];
 } FONT[] = {
-	{'0', {0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e}},
-	{'1', {0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e}},
-	{'2', {0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f}},
-	{'3', {0x1f, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0e}},
-	{'4', {0x02, 0x06, 0x0a, 0x12, 0x1f, 0x02, 0x02}},
-	{'5', {0x1f, 0x10, 0x1e, 0x01, 0x01, 0x11, 0x0e}},
-	{'6', {0x06, 0x08, 0x10, 0x1e, 0x11, 0x11, 0x0e}},
-	{'7', {0x1f, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}},
-	{'8', {0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e}},
-	{'9', {0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c}},
-	{'A', {0x0e, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11}},
-	{'C', {0x0e, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0e}},
-	{'D', {0x1e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1e}},
-	{'E', {0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x1f}},
-	{'F', {0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x10}},
-	{'G', {0x0e, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0f}},
-	{'H', {0x11, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11}},
-	{'I', {0x0e, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0e}},
-	{'K', {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}},
-	{'L', {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1f}},
-	{'M', {0x11, 0x1b, 0x15, 0x15, 0x11, 0x11, 0x11}},
-	{'N', {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}},
-	{'O', {0x0e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e}},
-	{'P', {0x1e, 0x11, 0x11, 0x1e, 0x10, 0x10, 0x10}},
-	{'R', {0x1e, 0x11, 0x11, 0x1e, 0x14, 0x12, 0x11}},
-	{'S', {0x0f, 0x10, 0x10, 0x0e, 0x01, 0x01, 0x1e}},
-	{'T', {0x1f, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
-	{'U', {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e}},
-	{'V', {0x11, 0x11, 0x11, 0x11, 0x11, 0x0a, 0x04}},
-	{'W', {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0a}},
-	{'X', {0x11, 0x11, 0x0a, 0x04, 0x0a, 0x11, 0x11}},
-	{'-', {0x00, 0x00, 0x00, 0x1f, 0x00, 0x00, 0x00}},
-	{'.', {0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x0c}},
-	{':', {0x00, 0x0c, 0x0c, 0x00, 0x0c, 0x0c, 0x00}},
-	{'/', {0x01, 0x01, 0x02, 0x04, 0x08, 0x10, 0x10}},
+	{ '0', { 0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e } },
+	{ '1', { 0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e } },
+	{ '2', { 0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f } },
+	{ '3', { 0x1f, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0e } },
+	{ '4', { 0x02, 0x06, 0x0a, 0x12, 0x1f, 0x02, 0x02 } },
+	{ '5', { 0x1f, 0x10, 0x1e, 0x01, 0x01, 0x11, 0x0e } },
+	{ '6', { 0x06, 0x08, 0x10, 0x1e, 0x11, 0x11, 0x0e } },
+	{ '7', { 0x1f, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08 } },
+	{ '8', { 0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e } },
+	{ '9', { 0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c } },
+	{ 'A', { 0x0e, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11 } },
+	{ 'C', { 0x0e, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0e } },
+	{ 'D', { 0x1e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1e } },
+	{ 'E', { 0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x1f } },
+	{ 'F', { 0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x10 } },
+	{ 'G', { 0x0e, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0f } },
+	{ 'H', { 0x11, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11 } },
+	{ 'I', { 0x0e, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0e } },
+	{ 'K', { 0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11 } },
+	{ 'L', { 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1f } },
+	{ 'M', { 0x11, 0x1b, 0x15, 0x15, 0x11, 0x11, 0x11 } },
+	{ 'N', { 0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11 } },
+	{ 'O', { 0x0e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e } },
+	{ 'P', { 0x1e, 0x11, 0x11, 0x1e, 0x10, 0x10, 0x10 } },
+	{ 'R', { 0x1e, 0x11, 0x11, 0x1e, 0x14, 0x12, 0x11 } },
+	{ 'S', { 0x0f, 0x10, 0x10, 0x0e, 0x01, 0x01, 0x1e } },
+	{ 'T', { 0x1f, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04 } },
+	{ 'U', { 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e } },
+	{ 'V', { 0x11, 0x11, 0x11, 0x11, 0x11, 0x0a, 0x04 } },
+	{ 'W', { 0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0a } },
+	{ 'X', { 0x11, 0x11, 0x0a, 0x04, 0x0a, 0x11, 0x11 } },
+	{ '-', { 0x00, 0x00, 0x00, 0x1f, 0x00, 0x00, 0x00 } },
+	{ '.', { 0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x0c } },
+	{ ':', { 0x00, 0x0c, 0x0c, 0x00, 0x0c, 0x0c, 0x00 } },
+	{ '/', { 0x01, 0x01, 0x02, 0x04, 0x08, 0x10, 0x10 } },
 };
 
 struct canvas {
@@ -952,8 +975,7 @@ static int text_width(const char *t, int s)
 	return n ? (6 * n - 1) * s : 0;
 }
 
-static void draw_text(const struct canvas *cv, int x, int y, int s, uint32_t color,
-		      const char *t)
+static void draw_text(const struct canvas *cv, int x, int y, int s, uint32_t color, const char *t)
 {
 	for (; *t; t++, x += 6 * s) {
 		char ch = *t >= 'a' && *t <= 'z' ? (char)(*t - 32) : *t;
@@ -967,8 +989,8 @@ static void draw_text(const struct canvas *cv, int x, int y, int s, uint32_t col
 			for (int col = 0; col < 5; col++)
 				if (g->rows[r] & (0x10 >> col)) {
 					/* a dark drop shadow, then the pixel */
-					cv_fill(cv, x + col * s + s / 4 + 1, y + r * s + s / 4 + 1, s,
-						s, 0x000000);
+					cv_fill(cv, x + col * s + s / 4 + 1, y + r * s + s / 4 + 1,
+					        s, s, 0x000000);
 					cv_fill(cv, x + col * s, y + r * s, s, s, color);
 				}
 	}
@@ -1015,23 +1037,35 @@ static void init_palettes(void)
 	for (int i = 0; i < 256; i++) {
 		/* warm: red/orange/purple; cool: blue/green; then two mixes */
 		PAL_PLASMA[0][i] = rgb3(128 + isin(i), 128 + isin(2 * i + 64) * 3 / 4,
-					128 + isin(3 * i + 160));
-		PAL_PLASMA[1][i] = rgb3(64 + isin(3 * i) / 2, 128 + isin(i + 96),
-					160 + isin(2 * i) * 3 / 4);
-		PAL_PLASMA[2][i] = rgb3(128 + isin(2 * i + 32), 96 + isin(i) * 3 / 4,
-					128 + isin(i + 128));
+		                        128 + isin(3 * i + 160));
+		PAL_PLASMA[1][i] =
+		        rgb3(64 + isin(3 * i) / 2, 128 + isin(i + 96), 160 + isin(2 * i) * 3 / 4);
+		PAL_PLASMA[2][i] =
+		        rgb3(128 + isin(2 * i + 32), 96 + isin(i) * 3 / 4, 128 + isin(i + 128));
 		PAL_PLASMA[3][i] = rgb3(128 + isin(i + 200), 128 + isin(3 * i + 10),
-					96 + isin(2 * i + 90) / 2);
+		                        96 + isin(2 * i + 90) / 2);
 		/* hue wheel, six linear segments */
 		int seg = i * 6 / 256, f = (i * 6 % 256) * 255 / 255;
 		int r = 0, g = 0, b = 0;
 		switch (seg) {
-		case 0: r = 255, g = f; break;
-		case 1: r = 255 - f, g = 255; break;
-		case 2: g = 255, b = f; break;
-		case 3: g = 255 - f, b = 255; break;
-		case 4: r = f, b = 255; break;
-		default: r = 255, b = 255 - f; break;
+		case 0:
+			r = 255, g = f;
+			break;
+		case 1:
+			r = 255 - f, g = 255;
+			break;
+		case 2:
+			g = 255, b = f;
+			break;
+		case 3:
+			g = 255 - f, b = 255;
+			break;
+		case 4:
+			r = f, b = 255;
+			break;
+		default:
+			r = 255, b = 255 - f;
+			break;
 		}
 		PAL_RAINBOW[i] = rgb3(r, g, b);
 	}
@@ -1039,8 +1073,8 @@ static void init_palettes(void)
 
 struct demo_head {
 	struct fb fb[2];
-	int back; /* index of the buffer not on screen */
-	uint8_t *dist;  /* plasma: distance from the centre of a 2W/2 x 2H/2 grid */
+	int back;      /* index of the buffer not on screen */
+	uint8_t *dist; /* plasma: distance from the centre of a 2W/2 x 2H/2 grid */
 	int dist_w;
 };
 
@@ -1102,7 +1136,7 @@ static void draw_bands(const struct canvas *cv, int pal, int ph)
 		put_block_row(cv, y, cols);
 	}
 	/* 7 balls; each coordinate is a triangle wave of the time */
-	static const int vx[7] = {5, 7, 3, 9, 4, 6, 8}, vy[7] = {4, 3, 7, 5, 8, 6, 2};
+	static const int vx[7] = { 5, 7, 3, 9, 4, 6, 8 }, vy[7] = { 4, 3, 7, 5, 8, 6, 2 };
 	for (int k = 0; k < 7; k++) {
 		int r = cv->h / 16 + k * cv->h / 96;
 		int spanx = cv->w - 2 * r > 1 ? cv->w - 2 * r : 1;
@@ -1127,7 +1161,7 @@ static void draw_bands(const struct canvas *cv, int pal, int ph)
 				l = l < 40 ? 40 : l;
 				int hi = l > 200 ? (l - 200) * 4 : 0;
 				row[cx + x] = rgb3(cr * l / 255 + hi, cg * l / 255 + hi,
-						   cb * l / 255 + hi);
+				                   cb * l / 255 + hi);
 			}
 		}
 	}
@@ -1135,7 +1169,7 @@ static void draw_bands(const struct canvas *cv, int pal, int ph)
 
 static void draw_overlay(const struct canvas *cv, int head, uint32_t frame, double fps)
 {
-	static const uint32_t accent[4] = {0xFFD040, 0x40E0FF, 0x80FF80, 0xFF80C0};
+	static const uint32_t accent[4] = { 0xFFD040, 0x40E0FF, 0x80FF80, 0xFF80C0 };
 	int big = cv->h / 48 > 2 ? cv->h / 48 : 2, mid = big / 2, lab = mid / 2;
 	int small = cv->h / 256 > 1 ? cv->h / 256 : 1, m = cv->h / 24, pad = big / 2;
 	char t[64], num[16];
@@ -1146,7 +1180,7 @@ static void draw_overlay(const struct canvas *cv, int head, uint32_t frame, doub
 	cv_shade(cv, m, m, text_width(num, big) + 2 * pad, 7 * mid + 7 * big + 3 * pad);
 	draw_text(cv, m + pad, m + pad, mid, accent[head & 3], t);
 	draw_text(cv, m + pad + text_width(t, mid) + 3 * mid, m + pad + 7 * (mid - lab), lab,
-		  0xC0C0C0, "FRAME");
+	          0xC0C0C0, "FRAME");
 	draw_text(cv, m + pad, m + 2 * pad + 7 * mid, big, 0xFFFFFF, num);
 
 	/* bottom left: what this is */
@@ -1162,20 +1196,20 @@ static void draw_overlay(const struct canvas *cv, int head, uint32_t frame, doub
 	 * frame number for the host, DEMO_BITS cells (two copies: a capture that
 	 * mixes two frames shows two numbers) */
 	int cell = 8, gap = 4, cw = DEMO_BITS * (cell + gap) + gap;
-	int cx = cv->w - m - cw, cys[2] = {cv->h - m - cell - 2 * gap, m};
+	int cx = cv->w - m - cw, cys[2] = { cv->h - m - cell - 2 * gap, m };
 	int copies = cx >= m + text_width(num, big) + 2 * pad + gap ? 2 : 1;
 	for (int k = 0; k < copies; k++) {
 		cv_fill(cv, cx, cys[k], cw, cell + 2 * gap, 0x000000);
 		for (int i = 0; i < DEMO_BITS; i++)
 			cv_fill(cv, cx + gap + i * (cell + gap), cys[k] + gap, cell, cell,
-				(frame >> (DEMO_BITS - 1 - i)) & 1 ? 0xFFFFFF : 0x303030);
+			        (frame >> (DEMO_BITS - 1 - i)) & 1 ? 0xFFFFFF : 0x303030);
 	}
 }
 
 static int wait_flips(int fd, int n)
 {
 	while (n > 0) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
+		struct pollfd p = { .fd = fd, .events = POLLIN };
 		if (poll(&p, 1, 5000) <= 0) {
 			fail("no flip-complete event within 5 s");
 			return -1;
@@ -1236,7 +1270,7 @@ static int run_demo(int seconds, int w, int h)
 		}
 	}
 	for (int i = 0; i < n; i++) {
-		struct canvas cv = {dh[i].fb[0].map, dh[i].fb[0].pitch, w, h};
+		struct canvas cv = { dh[i].fb[0].map, dh[i].fb[0].pitch, w, h };
 		cv_fill(&cv, 0, 0, w, h, 0x000000);
 		find_mode(&c, i, w, h, &mode);
 		if (set_crtc(&c, i, dh[i].fb[0].fb_id, &mode))
@@ -1258,7 +1292,7 @@ static int run_demo(int seconds, int w, int h)
 		int phase = (int)((t - t0) * 60 / 1000);
 		for (int i = 0; i < n; i++) {
 			struct fb *b = &dh[i].fb[dh[i].back];
-			struct canvas cv = {b->map, b->pitch, w, h};
+			struct canvas cv = { b->map, b->pitch, w, h };
 			if (i % 2 == 0)
 				draw_plasma(&cv, &dh[i], i / 2, phase);
 			else
@@ -1267,9 +1301,10 @@ static int run_demo(int seconds, int w, int h)
 		}
 		double t1 = now_ms();
 		for (int i = 0; i < n; i++) {
-			struct drm_mode_crtc_page_flip pf = {
-				.crtc_id = c.out[i].crtc_id, .fb_id = dh[i].fb[dh[i].back].fb_id,
-				.flags = DRM_MODE_PAGE_FLIP_EVENT, .user_data = (uint64_t)i};
+			struct drm_mode_crtc_page_flip pf = { .crtc_id = c.out[i].crtc_id,
+				                              .fb_id = dh[i].fb[dh[i].back].fb_id,
+				                              .flags = DRM_MODE_PAGE_FLIP_EVENT,
+				                              .user_data = (uint64_t)i };
 			if (ioctl_retry(c.fd, DRM_IOCTL_MODE_PAGE_FLIP, &pf)) {
 				fail("PAGE_FLIP head %d frame %u: %s", i, frame, strerror(errno));
 				return 1;
@@ -1284,7 +1319,8 @@ static int run_demo(int seconds, int w, int h)
 		t_wait += t2 - t1;
 		if (t2 - t_report >= 1000) {
 			fps = (frame - frames_report) * 1000.0 / (t2 - t_report);
-			printf("@@INFO demo t=%.1f frame=%u fps=%.1f draw=%.1fms flip+drain=%.1fms\n",
+			printf("@@INFO demo t=%.1f frame=%u fps=%.1f draw=%.1fms "
+			       "flip+drain=%.1fms\n",
 			       (t2 - t0) / 1000, frame, fps, t_draw / frame, t_wait / frame);
 			fflush(stdout);
 			t_report = t2;
@@ -1317,9 +1353,9 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc != 2) {
 		fprintf(stderr,
-			"usage: %s modes | fbcon | kms:WxH:flip|dirty:N | heads:N | cursor | "
-			"demo:S[:WxH]\n",
-			argv[0]);
+		        "usage: %s modes | fbcon | kms:WxH:flip|dirty:N | heads:N | cursor | "
+		        "demo:S[:WxH]\n",
+		        argv[0]);
 		return 2;
 	}
 	g_test = argv[1];
@@ -1333,8 +1369,8 @@ int main(int argc, char **argv)
 		return test_cursor();
 	int dw = 1024, dh = 768;
 	int nd = sscanf(argv[1], "demo:%d:%dx%d", &n, &dw, &dh);
-	if ((nd == 1 || nd == 3) && n >= 1 && n <= 86400 && dw >= 320 && dh >= 240 &&
-	    dw <= 4096 && dh <= 4096)
+	if ((nd == 1 || nd == 3) && n >= 1 && n <= 86400 && dw >= 320 && dh >= 240 && dw <= 4096 &&
+	    dh <= 4096)
 		return run_demo(n, dw, dh);
 	if (sscanf(argv[1], "heads:%d", &n) == 1 && n >= 1 && n <= MAX_HEADS)
 		return test_heads(n);
