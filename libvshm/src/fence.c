@@ -243,7 +243,10 @@ VSHM_EXPORT int vshm_timeline_signal(struct vshm_timeline *tl, uint64_t point)
 			close(tl->pending[done].efd);
 			done++;
 		}
-		memmove(tl->pending, tl->pending + done, (tl->n - done) * sizeof(*tl->pending));
+		/* pending may be NULL when nothing was ever exported: no memmove then. */
+		if (done && tl->n > done)
+			memmove(tl->pending, tl->pending + done,
+			        (tl->n - done) * sizeof(*tl->pending));
 		tl->n -= done;
 	}
 	pthread_mutex_unlock(&tl->lock);
