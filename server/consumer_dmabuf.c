@@ -2,7 +2,8 @@
 /*
  * consumer_dmabuf.c - how a vshm consumer gets an image that is not in a
  * sealed memfd (guest-blob scanouts: a view of guest memory, or a udmabuf
- * of scattered guest pages):
+ * of scattered guest pages; or a host-visible blob whose memfd the device
+ * could not seal, device/blob.c seal_host_blob()):
  *
  *  - DMABUF: the image carries a dma-buf (a udmabuf view, device/blob.c)
  *    and the consumer negotiated VSHM_DMABUF: DMABUF_BUFFER with a dup of
@@ -121,7 +122,7 @@ static void note_copy(struct vgs_consumer *c, unsigned reason_bit, const char *w
 		return;
 	cs->copy_reasons_logged |= reason_bit;
 	vshm_log(VSHM_LOG_INFO,
-	         "consumers: guest-blob scanout shared as a memfd COPY refreshed at each flush "
+	         "consumers: blob scanout shared as a memfd COPY refreshed at each flush "
 	         "(consumer %u): %s; counted in frames_copy (logged once)",
 	         c->id, why);
 }
@@ -136,7 +137,11 @@ enum cbuf_kind cons_buffer_kind(struct vgs_consumer *c, const struct cimage *ci,
 
 	if (k != CBUF_COPY)
 		return k;
-	if (!ops->available(c->cs->dmabuf_data, &reason))
+	if (ci->img->memfd >= 0)
+		note_copy(c, 1u << 3,
+		          "a host-visible blob's memfd is not sealed against writes (see the "
+		          "\"host blob N stays unsealed\" line for why)");
+	else if (!ops->available(c->cs->dmabuf_data, &reason))
 		note_copy(c, 1u << 0, reason ? reason : "udmabuf is not available");
 	else if (!cdma)
 		note_copy(c, 1u << 1, "the consumer did not negotiate VSHM_DMABUF");

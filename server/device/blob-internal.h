@@ -16,13 +16,23 @@
  * The memory of a HOST3D blob in 2D mode: a sealed memfd the VMM maps
  * into the host-visible region. Reference-counted because a display sink
  * may still read a scanout view of it after RESOURCE_UNREF.
+ *
+ * Created with F_SEAL_SHRINK|F_SEAL_GROW only: the VMM must still be able
+ * to mmap it read-write. Once the front-end CONFIRMED a mapping and the
+ * blob is scanned out, blob.c adds F_SEAL_FUTURE_WRITE|F_SEAL_SEAL: the
+ * mappings that exist (the daemon's, the VMM's window) keep working, no new
+ * writable one can be made, so display consumers may get a read-only fd of
+ * the memfd itself (zero copy). From then on MAP_BLOB is refused.
  */
 struct vgs_hostmem {
 	unsigned refcount;
 	struct vshm_memfd_buf *buf;
 	uint8_t *data;
-	uint64_t size; /* page multiple */
-	int fd;        /* BORROWED from buf */
+	uint64_t size;      /* page multiple */
+	int fd;             /* BORROWED from buf */
+	bool map_confirmed; /* the live mapping was confirmed by the front-end (reply) */
+	bool sealed;        /* FUTURE_WRITE|SEAL added: no new writable mapping, ever */
+	bool seal_noted;    /* why it stays unsealed was logged (once per blob) */
 };
 
 struct vgs_hostmem *vgs_hostmem_ref(struct vgs_hostmem *m);

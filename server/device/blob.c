@@ -5,7 +5,10 @@
  * The goal is zero copies: a sink gets a struct vgs_image whose pixels ARE
  * the blob. In order of preference:
  *  - HOST3D blob (2D mode host allocation): a view of its memfd; the fd
- *    goes with the image when plane 0 starts at offset 0;
+ *    goes with the image when plane 0 starts at offset 0. Display
+ *    consumers only take memfds sealed against new writable mappings, so
+ *    the first such scanout of a blob whose mapping the front-end
+ *    confirmed adds F_SEAL_FUTURE_WRITE|F_SEAL_SEAL (seal_host_blob());
  *  - guest blob contiguous in one guest memory region: that range of the
  *    region's file mapped read-only by the device (its own mapping, so a
  *    later memory-table change cannot pull it from under a sink);
@@ -21,12 +24,18 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "blob-internal.h"
+
+/* Linux 5.1+; older headers lack it. */
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
 
 /* ---- host memory ---- */
 
@@ -307,6 +316,54 @@ static const char *path_name(enum vgs_blob_path p)
 	return names[p];
 }
 
+/*
+ * Seal the memfd of host blob @res against new writable mappings so that
+ * display consumers can be given a read-only fd of it instead of a copy.
+ *
+ * F_SEAL_FUTURE_WRITE leaves the mappings that exist writable: the VMM's
+ * (made while it handled SHMEM_MAP) and the daemon's own. The guest keeps
+ * drawing through the window; nobody can map the memfd writable again,
+ * not even through a /proc reopen. That is only safe once the VMM's mmap
+ * has certainly happened: the front-end answered the map request (STANDARD
+ * with REPLY_ACK, or crosvm's legacy convention where the reply always
+ * comes). Without that confirmation the VMM may still be about to mmap the
+ * fd read-write, and a seal would make its mmap fail: the blob then stays
+ * unsealed and consumers get the counted copy (consumer_dmabuf.c).
+ *
+ * Lazy: only a blob that is scanned out as a whole memfd is sealed, at its
+ * first SET_SCANOUT_BLOB, since sealing is irreversible and a sealed blob
+ * cannot be mapped again (cmd_blob.c refuses MAP_BLOB after UNMAP_BLOB).
+ */
+static void seal_host_blob(struct vgs_resource *res)
+{
+	struct vgs_hostmem *hm = res->hostmem;
+	const char *why = NULL;
+
+	if (hm->sealed)
+		return;
+	if (!res->mapped)
+		why = "it is not mapped (a seal now would make its mapping fail)";
+	else if (!hm->map_confirmed)
+		why = "the front-end did not confirm its mapping (SHMEM without REPLY_ACK), "
+		      "and a seal before the VMM's mmap would make that mmap fail";
+	else if (fcntl(hm->fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0)
+		why = errno == EINVAL ? "the kernel lacks F_SEAL_FUTURE_WRITE (Linux < 5.1)"
+		                      : "F_ADD_SEALS failed";
+	if (why) {
+		if (!hm->seal_noted)
+			vshm_log(VSHM_LOG_INFO,
+			         "gpu: host blob %u stays unsealed: %s; display consumers get a "
+			         "counted copy of it (logged once per blob)",
+			         res->id, why);
+		hm->seal_noted = true;
+		return;
+	}
+	hm->sealed = true;
+	vshm_log(VSHM_LOG_DEBUG,
+	         "gpu: host blob %u sealed (FUTURE_WRITE): shared with consumers without a copy",
+	         res->id);
+}
+
 /* Build what scanout @so will show; 0 on success (the response type otherwise). */
 static uint32_t build_blob(struct vgs_gpu *gpu, struct vgs_resource *res,
                            struct vgs_scanout_blob *b, const struct vgs_scanout_blob *old)
@@ -320,6 +377,8 @@ static uint32_t build_blob(struct vgs_gpu *gpu, struct vgs_resource *res,
 		bool whole = b->offset == 0 && (uint64_t)b->stride * b->height <= hm->size;
 
 		b->path = VGS_BLOB_PATH_HOST;
+		if (whole)
+			seal_host_blob(res);
 		rc = vgs_image_new_view(hm->data + b->offset, extent, b->stride, b->width,
 		                        b->height, b->format, whole ? hm->fd : -1, release_hostmem,
 		                        hm, &b->image);

@@ -17,7 +17,11 @@
  * MAP_BLOB answers OK_MAP_INFO only after the front-end confirmed the
  * mapping (the engine sets NEED_REPLY under REPLY_ACK and waits; crosvm's
  * legacy convention always replies), so the guest never touches a window
- * page that is not mapped yet (protocols.md pitfall 3).
+ * page that is not mapped yet (protocols.md pitfall 3). Whether it was
+ * confirmed is recorded: only then may blob.c seal the memfd against new
+ * writable mappings (zero-copy sharing with display consumers), and a
+ * sealed blob cannot be mapped again (MAP_BLOB after UNMAP_BLOB is
+ * refused; Linux guests map a host blob once for its lifetime).
  */
 #include <endian.h>
 #include <errno.h>
@@ -203,6 +207,19 @@ uint32_t vgs_cmd_resource_create_blob(struct vgs_gpu *gpu, struct vgs_ctrl_req *
 	return VIRTIO_GPU_RESP_OK_NODATA;
 }
 
+/* The mapping exists once the call returned: the front-end's reply was awaited. */
+static bool map_confirmed(struct vgs_gpu *gpu)
+{
+	switch (vshm_vu_dev_shmem_convention(gpu->dev)) {
+	case VSHM_VU_SHMEM_CROSVM_LEGACY:
+		return true; /* the reply is mandatory and always awaited */
+	case VSHM_VU_SHMEM_STANDARD:
+		return vshm_vu_dev_protocol_features(gpu->dev) & VSHM_VU_PF_REPLY_ACK;
+	default:
+		return false;
+	}
+}
+
 uint32_t vgs_cmd_resource_map_blob(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 {
 	uint32_t id = le32toh(r->cmd.map_blob.resource_id);
@@ -223,6 +240,16 @@ uint32_t vgs_cmd_resource_map_blob(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 	if (res->mapped) {
 		vgs_warn(gpu, "gpu: map_blob: resource %u is already mapped", id);
 		return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+	}
+	if (hm->sealed) {
+		/* The VMM's new read-write mmap would fail with EPERM: refuse before asking. */
+		gpu->stats.blob_map_failures++;
+		vgs_warn(gpu,
+		         "gpu: map_blob: resource %u was sealed (F_SEAL_FUTURE_WRITE) when it was "
+		         "scanned out, for zero-copy display sharing; a sealed host blob cannot be "
+		         "mapped again after UNMAP_BLOB (docs/compatibility.md)",
+		         id);
+		return VIRTIO_GPU_RESP_ERR_UNSPEC;
 	}
 	if ((offset & (vgs_page_size() - 1)) || offset > window || hm->size > window - offset) {
 		vgs_warn(gpu,
@@ -245,6 +272,7 @@ uint32_t vgs_cmd_resource_map_blob(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 		                     : VIRTIO_GPU_RESP_ERR_UNSPEC;
 	}
 	res->mapped = true;
+	hm->map_confirmed = map_confirmed(gpu);
 	res->map_offset = offset;
 	res->map_len = hm->size;
 	gpu->stats.blob_maps++;
@@ -266,6 +294,7 @@ static int unmap(struct vgs_gpu *gpu, struct vgs_resource *res)
 	if (rc == 0 || rc == -ENOENT) {
 		/* -ENOENT: dropped with a reset or SET_STATUS(0) the engine already handled. */
 		res->mapped = false;
+		res->hostmem->map_confirmed = false;
 		gpu->stats.blob_unmaps++;
 		return 0;
 	}

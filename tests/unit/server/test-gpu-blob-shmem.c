@@ -359,8 +359,17 @@ static void host_blob_scenario(enum conv conv)
 	/* The scanout still shows blob 10 (unmapped, still alive). */
 	CHECK_OK(tgd_resource_flush(f.g, 10, 0, 0, w, h, true));
 
+	/*
+	 * Blob 10 was sealed (F_SEAL_FUTURE_WRITE) when it was scanned out with a
+	 * confirmed mapping: the VMM's new read-write mmap would fail, so a second
+	 * MAP_BLOB is refused before anything is sent (test-gpu-blob-zerocopy.c).
+	 */
+	CHECK_EQ(map_blob(&f, 10, 0, NULL), -EPROTO);
+	CHECK_EQ(tgd_last_resp_type(f.g), VIRTIO_GPU_RESP_ERR_UNSPEC);
+	CHECK_EQ(tfe_peer_count_request(f.peer, map_req(&f)), 3);
 	/* Reset with a live mapping: UNMAP sent for it, device state cleared. */
-	CHECK_OK(map_blob(&f, 10, 0, NULL));
+	CHECK_OK(create_host_blob(&f, 12, VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE, PAGE));
+	CHECK_OK(map_blob(&f, 12, 0, NULL));
 	CHECK_OK(tfe_reset_owner(tgd_tfe(f.g)));
 	CHECK_OK(tfe_sync(tgd_tfe(f.g)));
 	for (int i = 0; i < 100 && tfe_peer_count_request(f.peer, unmap_req(&f)) < 3; i++)
