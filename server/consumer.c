@@ -479,12 +479,19 @@ void consumer_mailbox_put(struct vgs_consumer *c, uint32_t scanout, const struct
 
 	if (!alive(c))
 		return;
-	if (m->mb_full)
-		m->frames_dropped++; /* replaced before it could go: latest frame wins */
 	if (!d->enabled) {
+		/*
+		 * A drop if another consumer got it: the next frame is then newer.
+		 * Otherwise the next frame carries its seq again (consumers.c).
+		 */
+		if (m->mb_full && (m->mb_seq <= d->seq_sent || d->seq_pass != c->cs->pass))
+			m->frames_dropped++;
 		m->mb_full = false;
 		return;
 	}
+	/* Replaced before it could go (latest frame wins); the same seq is a merge. */
+	if (m->mb_full && m->mb_seq != d->seq)
+		m->frames_dropped++;
 	if (!m->mb_full) {
 		m->mb_whole = false;
 		m->mb_nrects = 0;
@@ -597,6 +604,7 @@ static void send_frame(struct vgs_consumer *c, uint32_t s)
 	m->mb_full = false;
 	m->last_seq_sent = m->mb_seq;
 	m->last_flush_sent = m->mb_flush_ns;
+	cons_frame_sent(c->cs, s, m->mb_seq);
 	hold_push(c, m, m->mb_seq, now, buffer_image(c, m->sent_buffer));
 	rearm(c);
 }

@@ -139,6 +139,7 @@ static void send_update(struct vgs_consumer *c, uint32_t s)
 			goto keep;
 		if (r < 0)
 			return; /* closed */
+		cons_frame_sent(c->cs, s, m->last_seq_sent);
 		y += rows;
 	}
 	return;

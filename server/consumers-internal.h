@@ -48,8 +48,15 @@ struct dscanout {
 	bool enabled;
 	struct vgs_rect rect;
 	struct cimage *ci;
-	uint64_t seq;           /* guest flushes (and image changes), from 1 */
-	uint64_t last_flush_ns; /* time of seq */
+	/*
+	 * Frame number, from 1 (docs/protocol.md 9.1). A flush or a new image
+	 * advances it only once the current one went out to some consumer;
+	 * until then it merges into the current one.
+	 */
+	uint64_t seq;
+	uint64_t seq_sent;      /* highest seq queued to any consumer, 0: none */
+	uint64_t seq_pass;      /* the send pass (vgs_consumers.pass) of seq's last event */
+	uint64_t last_flush_ns; /* newest guest flush (or image change) */
 };
 
 struct dcursor {
@@ -193,6 +200,7 @@ struct vgs_consumers {
 	uint64_t guest_activity_ns;
 
 	struct vshm_idle *idle;
+	uint64_t pass; /* send passes run so far: events between two passes are one frame */
 	struct vshm_timer *tick;
 	bool in_pump;
 
@@ -208,6 +216,8 @@ struct vgs_consumers {
 /* consumers.c */
 void cons_schedule(struct vgs_consumers *cs);
 void cimage_gc(struct vgs_consumers *cs);
+/* Frame @seq of @scanout was queued to a consumer: the next event starts a new frame. */
+void cons_frame_sent(struct vgs_consumers *cs, uint32_t scanout, uint64_t seq);
 struct cimage *cimage_get(struct vgs_consumers *cs, struct vgs_image *img, bool cursor);
 
 /* consumer.c */

@@ -76,6 +76,32 @@ void cimage_gc(struct vgs_consumers *cs)
 	}
 }
 
+/* ---- frame numbers ------------------------------------------------------------------ */
+
+/*
+ * A guest event (flush, new image) on @s gets a new frame number if the
+ * current one already went out to a consumer, or if a send pass ran since
+ * the current one's last event (a consumer had its chance to take it and
+ * did not: the next frame replaces it, a drop and a gap). Otherwise it
+ * merges into the current frame: a page flip (SET_SCANOUT and
+ * RESOURCE_FLUSH processed in one batch) is one frame, not a frame and a
+ * drop (docs/protocol.md 9.1, 9.3).
+ */
+static void seq_event(struct vgs_consumers *cs, struct dscanout *s)
+{
+	if (s->seq == s->seq_sent || s->seq_pass != cs->pass)
+		s->seq++;
+	s->seq_pass = cs->pass;
+}
+
+void cons_frame_sent(struct vgs_consumers *cs, uint32_t scanout, uint64_t seq)
+{
+	struct dscanout *s = &cs->scanouts[scanout];
+
+	if (seq > s->seq_sent)
+		s->seq_sent = seq;
+}
+
 /* ---- the idle pass and the tick ------------------------------------------------- */
 
 static void free_dead(struct vgs_consumers *cs)
@@ -96,6 +122,8 @@ static void pump(struct vgs_consumers *cs)
 	for (struct vgs_consumer *c = cs->consumers; c; c = c->next)
 		if (c->st == CS_VSHM || c->st == CS_QEMU)
 			consumer_sync(c);
+	/* Guest events after this pass belong to a new frame. */
+	cs->pass++;
 	cs->in_pump = false;
 	cimage_gc(cs);
 	free_dead(cs);
@@ -304,8 +332,8 @@ static void op_scanout(void *data, const struct vgs_scanout_state *st)
 			s->ci = ci;
 			s->rect = st->rect;
 			s->enabled = true;
-			/* A new picture is a frame of its own (docs/protocol.md 9.1). */
-			s->seq++;
+			/* A new picture: a new frame, or part of the one not sent yet (FULL). */
+			seq_event(cs, s);
 			s->last_flush_ns = vshm_now_ns();
 		}
 	}
@@ -356,8 +384,8 @@ static void op_flush(void *data, uint32_t scanout_id, const struct vgs_rect *dam
 	/* The COPY fallback's memfd, if a consumer needs one (image coordinates). */
 	cons_copy_flush(cs, s->ci,
 	                &(struct vgs_rect){ s->rect.x + r.x, s->rect.y + r.y, r.width, r.height });
-	s->seq++;
-	/* Strictly increasing even if two flushes share a clock reading. */
+	seq_event(cs, s);
+	/* Every flush, merged or not; strictly increasing even on a shared clock reading. */
 	s->last_flush_ns = flush_ns > s->last_flush_ns ? flush_ns : s->last_flush_ns + 1;
 	for (struct vgs_consumer *c = cs->consumers; c; c = c->next)
 		if (c->granted & (1u << scanout_id))

@@ -271,8 +271,8 @@ struct vshm_display_rect {
 struct vshm_display_frame {
 	uint32_t scanout_id;
 	uint32_t buffer_id; /* buffer holding this frame: the scanout's current one */
-	uint64_t seq;       /* per-scanout guest flush counter, from 1, never reused */
-	uint64_t flush_ns;  /* CLOCK_MONOTONIC ns when the guest flushed */
+	uint64_t seq;       /* per-scanout frame number, from 1, never reused */
+	uint64_t flush_ns;  /* CLOCK_MONOTONIC ns of the frame's newest guest flush */
 	uint64_t send_ns;   /* CLOCK_MONOTONIC ns when the daemon queued this message */
 	uint32_t flags;     /* VSHM_DISPLAY_FRAME_F_* */
 	uint32_t num_rects; /* <= max_rects from the HELLO reply */
@@ -301,8 +301,8 @@ struct vshm_display_heartbeat {
 struct vshm_display_heartbeat_scanout {
 	uint32_t scanout_id;
 	uint32_t flags;         /* VSHM_DISPLAY_HEARTBEAT_F_* */
-	uint64_t last_seq;      /* newest guest flush seq, 0: none yet */
-	uint64_t last_flush_ns; /* its flush time, 0: none yet */
+	uint64_t last_seq;      /* newest frame seq, 0: none yet */
+	uint64_t last_flush_ns; /* newest guest flush time, 0: none yet */
 } __attribute__((packed));
 
 #define VSHM_DISPLAY_CURSOR_F_VISIBLE 0x1u

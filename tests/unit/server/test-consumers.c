@@ -579,14 +579,14 @@ TEST(frame_seq_timestamps_rects_exact)
 	CHECK_EQ(r[0].y, 4);
 	CHECK_EQ(r[0].width, 10);
 	CHECK_EQ(r[0].height, 5);
-	/* Two flushes before the consumer's turn: one FRAME, both rects, newest seq. */
+	/* Two flushes before the consumer's turn: one FRAME, both rects, one seq (no drop). */
 	t1 = vshm_now_ns();
 	flush(&f, 0, 0, 0, 2, 2, t1);
 	flush(&f, 0, 60, 40, 10, 10, t1 + 1000); /* clipped to the 64x48 scanout */
 	expect(&f, fd, VSHM_DISPLAY_FRAME, 0, &m);
 	memcpy(&fr, m.p, sizeof(fr));
 	memcpy(r, m.p + sizeof(fr), sizeof(r));
-	CHECK_EQ(fr.seq, first.seq + 3);
+	CHECK_EQ(fr.seq, first.seq + 2);
 	CHECK_EQ(fr.flush_ns, t1 + 1000);
 	CHECK_EQ(fr.num_rects, 2);
 	CHECK_EQ(r[0].width, 2);
@@ -597,7 +597,7 @@ TEST(frame_seq_timestamps_rects_exact)
 		struct vgs_consumer_info in;
 
 		CHECK_EQ(vgs_consumers_list(f.cs, &in, 1), 1);
-		CHECK_EQ(in.frames_dropped, 1);
+		CHECK_EQ(in.frames_dropped, 0);
 		CHECK_EQ(in.frames_sent, 3);
 		CHECK_EQ(in.frames_released, 1);
 	}
@@ -606,16 +606,140 @@ TEST(frame_seq_timestamps_rects_exact)
 	fx_finish(&f);
 }
 
+/* Read until a FRAME of scanout 0 (skipping HEARTBEAT, SCANOUT, SHM_BUFFER); 0: none in time. */
+static int next_frame(struct fx *f, int fd, struct vshm_display_frame *fr, uint32_t *scanout_buffer,
+                      int timeout_ms)
+{
+	uint64_t end = vshm_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	struct msg m;
+
+	for (;;) {
+		uint64_t now = vshm_now_ns();
+		int r = now < end ? peer_recv(f, fd, &m, (int)((end - now) / 1000000ull) + 1) : 0;
+
+		if (r != 1)
+			return r;
+		for (unsigned k = 0; k < m.nfds; k++)
+			close(m.fds[k]);
+		if (m.h.request == VSHM_DISPLAY_SCANOUT && scanout_buffer) {
+			struct vshm_display_scanout sc;
+
+			memcpy(&sc, m.p, sizeof(sc));
+			if (sc.scanout_id == 0)
+				*scanout_buffer = sc.buffer_id;
+		}
+		if (m.h.request != VSHM_DISPLAY_FRAME)
+			continue;
+		memcpy(fr, m.p, sizeof(*fr));
+		if (fr->scanout_id == 0)
+			return 1;
+	}
+}
+
+/* The newest HEARTBEAT entry of scanout 0 sent at or after @after_ns. */
+static void heartbeat_after(struct fx *f, int fd, uint64_t after_ns,
+                            struct vshm_display_heartbeat_scanout *e)
+{
+	struct vshm_display_heartbeat hb;
+	struct msg m;
+
+	for (;;) {
+		CHECK_EQ(peer_recv(f, fd, &m, 2000), 1);
+		for (unsigned k = 0; k < m.nfds; k++)
+			close(m.fds[k]);
+		if (m.h.request != VSHM_DISPLAY_HEARTBEAT)
+			continue;
+		memcpy(&hb, m.p, sizeof(hb));
+		if (hb.now_ns < after_ns)
+			continue;
+		CHECK(hb.count >= 1);
+		memcpy(e, m.p + sizeof(hb), sizeof(*e));
+		CHECK_EQ(e->scanout_id, 0);
+		return;
+	}
+}
+
+/*
+ * The exact drop accounting: a fast consumer gets every frame, a second one
+ * does not read at all while the guest flushes n times. Then it reads: seq
+ * only grows, its gaps are exactly its drops, the newest frame arrives.
+ */
 TEST(mailbox_coalesces_and_counts_drops)
+{
+	struct fx f;
+	struct vshm_display_shm_buffer b, bf;
+	struct vshm_display_frame fr, first, ffirst;
+	struct vgs_consumer_info in[2];
+	const uint8_t *map, *fmap;
+	uint64_t last = 0, gaps = 0, expect_seq, last_ns = 0;
+	int fd, fast, n = 1000, frames = 0;
+
+	fx_init(&f);
+	show(&f, 0, 0, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM);
+	CHECK_OK(vgs_consumers_listen(f.cs, f.path[0], 0, NULL));
+	fd = peer_connect(&f, 0);
+	map = up_vshm(&f, fd, &b, &first);
+	fast = peer_connect(&f, 0);
+	fmap = up_vshm(&f, fast, &bf, &ffirst);
+	CHECK_EQ(ffirst.seq, first.seq);
+	release(fast, 0, ffirst.seq);
+	last = first.seq;
+	expect_seq = first.seq + 1;
+	for (int i = 0; i < n; i++) {
+		last_ns = vshm_now_ns();
+		flush(&f, 0, 0, 0, 1, 1, last_ns);
+		CHECK_EQ(next_frame(&f, fast, &fr, NULL, 2000), 1);
+		CHECK_EQ(fr.seq, expect_seq);
+		expect_seq++;
+		release(fast, 0, fr.seq);
+	}
+	CHECK_EQ(vgs_consumers_list(f.cs, in, 2), 2);
+	CHECK(in[0].frames_dropped > 0);
+	CHECK(in[0].frames_sent + in[0].frames_dropped <= (uint64_t)n + 1);
+	CHECK_EQ(in[1].frames_dropped, 0);
+	CHECK_EQ(in[1].frames_sent, (uint64_t)n + 1);
+	/* Now the slow one reads (and releases, so the mailbox's frame can go). */
+	while (last < first.seq + (uint64_t)n) {
+		CHECK_EQ(next_frame(&f, fd, &fr, NULL, 2000), 1);
+		CHECK(fr.seq > last);
+		gaps += fr.seq - last - 1;
+		last = fr.seq;
+		frames++;
+		release(fd, 0, fr.seq);
+	}
+	CHECK_EQ(last, first.seq + (uint64_t)n);
+	CHECK(fr.flush_ns >= last_ns);
+	CHECK_EQ(vgs_consumers_list(f.cs, in, 2), 2);
+	CHECK_EQ(gaps, in[0].frames_dropped);
+	CHECK_EQ((uint64_t)frames + 1, in[0].frames_sent);
+	CHECK_EQ(in[0].frames_sent + in[0].frames_dropped, (uint64_t)n + 1);
+	munmap((void *)map, b.size);
+	munmap((void *)fmap, bf.size);
+	close(fd);
+	close(fast);
+	fx_finish(&f);
+}
+
+/*
+ * A lone consumer that does not read: nobody gets the frames it misses, so
+ * the flushes merge into one frame number: no drops, no gaps, and the
+ * newest content with the newest flush time arrives when it reads again.
+ */
+/*
+ * A lone consumer that does not read: once a send pass has given it the
+ * chance to take a frame, the next flush is a new frame that replaces it.
+ * Those are drops, and the consumer sees exactly as many seq gaps.
+ */
+TEST(lone_slow_consumer_drops_equal_gaps)
 {
 	struct fx f;
 	struct vshm_display_shm_buffer b;
 	struct vshm_display_frame fr, first;
+	struct vshm_display_heartbeat_scanout e;
 	struct vgs_consumer_info in;
 	const uint8_t *map;
-	uint64_t last = 0, gaps = 0;
-	struct msg m;
-	int fd, n = 3000, frames = 0;
+	uint64_t last, last_ns = 0, gaps = 0;
+	int fd, n = 500, frames = 0;
 
 	fx_init(&f);
 	show(&f, 0, 0, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM);
@@ -623,29 +747,245 @@ TEST(mailbox_coalesces_and_counts_drops)
 	fd = peer_connect(&f, 0);
 	map = up_vshm(&f, fd, &b, &first);
 	last = first.seq;
-	/* The consumer does not read while the guest flushes n times. */
 	for (int i = 0; i < n; i++) {
-		flush(&f, 0, 0, 0, 1, 1, vshm_now_ns());
+		last_ns = vshm_now_ns();
+		flush(&f, 0, (uint32_t)i % W, 0, 1, 1, last_ns);
 		CHECK(vshm_event_loop_dispatch(f.loop, 0) >= 0);
 	}
 	CHECK_EQ(vgs_consumers_list(f.cs, &in, 1), 1);
-	CHECK(in.frames_dropped > 0);
-	CHECK(in.frames_sent + in.frames_dropped <= (uint64_t)n + 1);
-	CHECK(in.frames_sent + in.frames_dropped + 2 >= (uint64_t)n + 1);
-	/* Now it reads: seq only grows, gaps are the drops, the newest frame arrives. */
-	while (last < first.seq + (uint64_t)n) {
-		CHECK_EQ(peer_recv(&f, fd, &m, 2000), 1);
-		if (m.h.request != VSHM_DISPLAY_FRAME)
-			continue;
-		memcpy(&fr, m.p, sizeof(fr));
+	CHECK(in.frames_dropped > 0); /* it could not take them all */
+	/* It reads and releases now: every gap is a counted drop, and no more. */
+	do {
+		CHECK_EQ(next_frame(&f, fd, &fr, NULL, 2000), 1);
 		CHECK(fr.seq > last);
 		gaps += fr.seq - last - 1;
 		last = fr.seq;
 		frames++;
-	}
+		release(fd, 0, fr.seq);
+	} while (fr.flush_ns < last_ns);
+	CHECK(frames < n);
 	CHECK_EQ(vgs_consumers_list(f.cs, &in, 1), 1);
-	CHECK_EQ(gaps, in.frames_dropped);
-	CHECK_EQ((uint64_t)frames + 1, in.frames_sent);
+	CHECK_EQ(in.frames_dropped, gaps);
+	CHECK_EQ(in.frames_sent, (uint64_t)frames + 1);
+	/* The heartbeat names that frame and that flush: frame age is the guest's. */
+	heartbeat_after(&f, fd, vshm_now_ns(), &e);
+	CHECK_EQ(e.last_seq, last);
+	CHECK_EQ(e.last_flush_ns, fr.flush_ns);
+	munmap((void *)map, b.size);
+	close(fd);
+	fx_finish(&f);
+}
+
+/* A guest page flip (SET_SCANOUT of the back buffer + RESOURCE_FLUSH in one batch) is one frame. */
+TEST(page_flip_is_one_frame)
+{
+	struct fx f;
+	struct vshm_display_shm_buffer b;
+	struct vshm_display_frame fr, first;
+	struct vshm_display_rect rect;
+	struct vgs_consumer_info in;
+	struct vgs_consumers_stats st;
+	const uint8_t *map;
+	uint32_t shown = 0;
+	uint64_t expect_seq;
+	int fd;
+
+	fx_init(&f);
+	show(&f, 0, 0, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM);
+	CHECK_OK(vgs_consumers_listen(f.cs, f.path[0], 0, NULL));
+	fd = peer_connect(&f, 0);
+	map = up_vshm(&f, fd, &b, &first);
+	release(fd, 0, first.seq);
+	expect_seq = first.seq + 1;
+	for (int i = 1; i <= 100; i++) {
+		show(&f, (unsigned)i % 2, 0, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM);
+		flush(&f, 0, 0, 0, 4, 4, vshm_now_ns());
+		CHECK_EQ(next_frame(&f, fd, &fr, &shown, 2000), 1);
+		CHECK_EQ(fr.seq, expect_seq);
+		CHECK_EQ(fr.buffer_id, shown);
+		/* A new picture is FULL whatever the flush damaged. */
+		CHECK(fr.flags & VSHM_DISPLAY_FRAME_F_FULL);
+		memcpy(&rect, (const uint8_t *)payload_buf + sizeof(fr), sizeof(rect));
+		CHECK_EQ(rect.width, W);
+		CHECK_EQ(rect.height, H);
+		expect_seq++;
+		release(fd, 0, fr.seq);
+	}
+	/* Nothing else: the flush was part of the flip's frame. */
+	CHECK_EQ(next_frame(&f, fd, &fr, NULL, 150), 0);
+	CHECK_EQ(vgs_consumers_list(f.cs, &in, 1), 1);
+	CHECK_EQ(in.frames_sent, 101);
+	CHECK_EQ(in.frames_dropped, 0);
+	vgs_consumers_get_stats(f.cs, &st);
+	CHECK_EQ(st.frames_dropped, 0);
+	munmap((void *)map, b.size);
+	close(fd);
+	fx_finish(&f);
+}
+
+/*
+ * Two consumers; one stalls (reads and releases nothing) and resumes. The
+ * fast one sees every seq; the slow one's gaps are exactly its drop count,
+ * and once it keeps up again it sees no new gaps.
+ */
+TEST(slow_consumer_gaps_equal_its_drops_fast_sees_none)
+{
+	struct fx f;
+	struct vshm_display_shm_buffer bs, bf;
+	struct vshm_display_frame fr, fs, ff;
+	struct vgs_consumer_info in[2];
+	const uint8_t *ms, *mf;
+	uint64_t fast_last, slow_last, slow_gaps = 0, slow_frames = 0, dropped;
+	int slow, fast, n = 60;
+
+	fx_init(&f);
+	show(&f, 0, 0, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM);
+	CHECK_OK(vgs_consumers_listen(f.cs, f.path[0], 0, NULL));
+	slow = peer_connect(&f, 0);
+	ms = up_vshm(&f, slow, &bs, &fs);
+	fast = peer_connect(&f, 0);
+	mf = up_vshm(&f, fast, &bf, &ff);
+	release(slow, 0, fs.seq);
+	release(fast, 0, ff.seq);
+	fast_last = ff.seq;
+	slow_last = fs.seq;
+	/* The stall: n frames, 2 ms apart; only the fast one reads. */
+	for (int i = 0; i < n; i++) {
+		flush(&f, 0, 0, (uint32_t)i % H, W, 1, vshm_now_ns());
+		CHECK_EQ(next_frame(&f, fast, &fr, NULL, 2000), 1);
+		CHECK_EQ(fr.seq, fast_last + 1);
+		fast_last = fr.seq;
+		release(fast, 0, fr.seq);
+		pump(&f, 2);
+	}
+	CHECK_EQ(vgs_consumers_list(f.cs, in, 2), 2);
+	CHECK(in[0].frames_dropped > 0);
+	CHECK_EQ(in[1].frames_dropped, 0);
+	/* The slow one resumes: reads and releases up to the newest frame. */
+	while (slow_last < fast_last) {
+		CHECK_EQ(next_frame(&f, slow, &fr, NULL, 2000), 1);
+		CHECK(fr.seq > slow_last);
+		slow_gaps += fr.seq - slow_last - 1;
+		slow_last = fr.seq;
+		slow_frames++;
+		release(slow, 0, fr.seq);
+	}
+	CHECK_EQ(slow_last, fast_last);
+	CHECK_EQ(vgs_consumers_list(f.cs, in, 2), 2);
+	dropped = in[0].frames_dropped;
+	CHECK(slow_gaps > 0);
+	CHECK_EQ(slow_gaps, dropped);
+	CHECK_EQ(in[0].frames_sent, slow_frames + 1);
+	CHECK_EQ(in[1].frames_sent, (uint64_t)n + 1);
+	/* Both keep up now: every frame to both, no new drops. */
+	for (int i = 0; i < 20; i++) {
+		flush(&f, 0, 1, 1, 2, 2, vshm_now_ns());
+		CHECK_EQ(next_frame(&f, fast, &fr, NULL, 2000), 1);
+		CHECK_EQ(fr.seq, fast_last + 1);
+		fast_last = fr.seq;
+		release(fast, 0, fr.seq);
+		CHECK_EQ(next_frame(&f, slow, &fr, NULL, 2000), 1);
+		CHECK_EQ(fr.seq, slow_last + 1);
+		slow_last = fr.seq;
+		release(slow, 0, fr.seq);
+	}
+	CHECK_EQ(vgs_consumers_list(f.cs, in, 2), 2);
+	CHECK_EQ(in[0].frames_dropped, dropped);
+	CHECK_EQ(in[1].frames_dropped, 0);
+	munmap((void *)ms, bs.size);
+	munmap((void *)mf, bf.size);
+	close(slow);
+	close(fast);
+	fx_finish(&f);
+}
+
+/*
+ * Flushes before anything went out are one frame: with no consumer the
+ * counter stays at the first frame; with one, two flushes in one batch
+ * are one FRAME. Neither is a drop; the heartbeat has the newest flush.
+ */
+TEST(flushes_before_a_send_are_one_frame)
+{
+	struct fx f;
+	struct vshm_display_shm_buffer b;
+	struct vshm_display_frame fr, first;
+	struct vshm_display_heartbeat_scanout e;
+	struct vshm_display_rect r[2];
+	struct vgs_consumer_info in;
+	const uint8_t *map;
+	uint64_t t0 = vshm_now_ns();
+	int fd;
+
+	fx_init(&f);
+	show(&f, 0, 0, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM);
+	for (int i = 0; i < 3; i++)
+		flush(&f, 0, 0, 0, W, H, t0 + 1000000000ull + (uint64_t)i);
+	CHECK_OK(vgs_consumers_listen(f.cs, f.path[0], 0, NULL));
+	fd = peer_connect(&f, 0);
+	map = up_vshm(&f, fd, &b, &first);
+	CHECK_EQ(first.seq, 1);
+	CHECK_EQ(first.flush_ns, t0 + 1000000002ull);
+	release(fd, 0, first.seq);
+	flush(&f, 0, 1, 2, 3, 4, t0 + 2000000000ull);
+	flush(&f, 0, 10, 20, 5, 6, t0 + 2000000001ull);
+	CHECK_EQ(next_frame(&f, fd, &fr, NULL, 2000), 1);
+	CHECK_EQ(fr.seq, 2);
+	CHECK_EQ(fr.flush_ns, t0 + 2000000001ull);
+	CHECK_EQ(fr.flags, 0);
+	CHECK_EQ(fr.num_rects, 2);
+	memcpy(r, payload_buf + sizeof(fr), sizeof(r));
+	CHECK_EQ(r[0].x, 1);
+	CHECK_EQ(r[1].x, 10);
+	release(fd, 0, fr.seq);
+	heartbeat_after(&f, fd, vshm_now_ns(), &e);
+	CHECK_EQ(e.last_seq, 2);
+	CHECK_EQ(e.last_flush_ns, t0 + 2000000001ull);
+	/* Nothing more: the second flush did not make a frame of its own. */
+	CHECK_EQ(next_frame(&f, fd, &fr, NULL, 150), 0);
+	CHECK_EQ(vgs_consumers_list(f.cs, &in, 1), 1);
+	CHECK_EQ(in.frames_sent, 2);
+	CHECK_EQ(in.frames_dropped, 0);
+	munmap((void *)map, b.size);
+	close(fd);
+	fx_finish(&f);
+}
+
+/*
+ * A frame waiting in the mailbox when the scanout is disabled (after a send
+ * pass) is a drop, and the frame after re-enabling shows it as a gap.
+ */
+TEST(disable_drops_a_pending_frame_with_a_gap)
+{
+	struct fx f;
+	struct vshm_display_shm_buffer b;
+	struct vshm_display_frame fr, first;
+	struct vgs_scanout_state off = { .scanout_id = 0 };
+	struct vgs_consumer_info in;
+	const uint8_t *map;
+	uint32_t shown = 0;
+	int fd;
+
+	fx_init(&f);
+	show(&f, 0, 0, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM);
+	CHECK_OK(vgs_consumers_listen(f.cs, f.path[0], 0, NULL));
+	fd = peer_connect(&f, 0);
+	map = up_vshm(&f, fd, &b, &first);
+	/* Holding two frames (first, first + 1), the third waits in the mailbox. */
+	flush(&f, 0, 0, 0, 1, 1, vshm_now_ns());
+	CHECK_EQ(next_frame(&f, fd, &fr, NULL, 2000), 1);
+	CHECK_EQ(fr.seq, first.seq + 1);
+	flush(&f, 0, 0, 0, 1, 1, vshm_now_ns());
+	pump(&f, 10);
+	f.sink->ops->scanout(f.sink->data, &off);
+	pump(&f, 10);
+	show(&f, 0, 0, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM);
+	release(fd, 0, fr.seq);
+	CHECK_EQ(next_frame(&f, fd, &fr, &shown, 2000), 1);
+	CHECK_EQ(fr.seq, first.seq + 3);
+	CHECK(fr.flags & VSHM_DISPLAY_FRAME_F_FULL);
+	CHECK_EQ(fr.buffer_id, shown);
+	CHECK_EQ(vgs_consumers_list(f.cs, &in, 1), 1);
+	CHECK_EQ(in.frames_dropped, 1);
 	munmap((void *)map, b.size);
 	close(fd);
 	fx_finish(&f);
