@@ -61,6 +61,18 @@ void vgs_gpu_set_engine(struct vgs_gpu *gpu, struct vshm_vu_dev *dev);
 void vgs_gpu_set_request_hook(struct vgs_gpu *gpu, vgs_gpu_request_hook hook, void *data);
 
 /*
+ * Deferred work (preparing spare host images) that must not sit between
+ * the guest's responses and the display sends of the same batch. With a
+ * hook, the device calls @schedule(@data) at the end of a batch and the
+ * embedder runs vgs_gpu_run_deferred() later in the same loop iteration,
+ * after the display sinks' own deferred sends (the daemon uses an idle
+ * callback). Without a hook the work runs at the end of each batch.
+ */
+typedef void (*vgs_gpu_defer_fn)(void *data);
+void vgs_gpu_set_defer_hook(struct vgs_gpu *gpu, vgs_gpu_defer_fn schedule, void *data);
+void vgs_gpu_run_deferred(struct vgs_gpu *gpu);
+
+/*
  * Attach/detach a display sink (several may be attached; fan-out is the
  * device model's job). On attach the sink receives the current scanouts.
  */

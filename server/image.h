@@ -34,7 +34,8 @@ struct vgs_image {
 	uint32_t width, height, stride;
 	uint32_t format; /* VIRTIO_GPU_FORMAT_* */
 	uint32_t drm_fourcc;
-	uint32_t bpp; /* bytes per pixel (4 for every virtio-gpu 2D format) */
+	uint32_t bpp;        /* bytes per pixel (4 for every virtio-gpu 2D format) */
+	uint64_t prefaulted; /* bytes from the start already faulted in (image_pool.c) */
 	/*
 	 * Views only (vgs_image_new_view): the pixels belong to someone else
 	 * (a blob's memfd, guest memory mapped by the device). At the last

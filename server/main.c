@@ -40,6 +40,7 @@ struct daemon {
 	struct vgs_options opts;
 	struct vshm_event_loop *loop;
 	struct vgs_gpu *gpu;
+	struct vshm_idle *gpu_deferred; /* vgs_gpu_run_deferred, after display sends */
 	struct vshm_vu_dev *dev;
 	struct vgs_qemu_display *qd;
 	bool display_attached;
@@ -192,6 +193,31 @@ static void build_ops(struct daemon *d)
 }
 
 /* Device-specific vhost-user requests the device model passes up. */
+static void on_gpu_deferred(void *data)
+{
+	struct daemon *d = data;
+
+	d->gpu_deferred = NULL;
+	vgs_gpu_run_deferred(d->gpu);
+}
+
+/*
+ * The device wants work done after this batch's display sends. Idle
+ * callbacks run in the order they were added, and the display sinks added
+ * theirs while the batch was processed, so this one runs after them.
+ */
+static void on_gpu_defer(void *data)
+{
+	struct daemon *d = data;
+
+	if (d->gpu_deferred)
+		return;
+	if (vshm_event_loop_add_idle(d->loop, on_gpu_deferred, d, &d->gpu_deferred) < 0) {
+		d->gpu_deferred = NULL;
+		vgs_gpu_run_deferred(d->gpu); /* no idle source: do it now rather than never */
+	}
+}
+
 static int on_gpu_request(void *data, uint32_t request, uint32_t flags, const void *payload,
                           uint32_t size, int *fds, unsigned nfds)
 {
@@ -458,6 +484,7 @@ static int setup(struct daemon *d)
 		goto fail;
 	d->display_attached = true;
 	vgs_gpu_set_request_hook(d->gpu, on_gpu_request, d);
+	vgs_gpu_set_defer_hook(d->gpu, on_gpu_defer, d);
 	/* Consumers (crosvm style) work with or without QEMU's display socket. */
 	if (o->num_displays && (r = setup_consumers(d)) < 0)
 		return r;
@@ -516,6 +543,9 @@ static void teardown(struct daemon *d)
 		vgs_gpu_remove_display(d->gpu, vgs_qemu_display_sink(d->qd));
 	if (d->cons_attached)
 		vgs_gpu_remove_display(d->gpu, vgs_consumers_sink(d->cons));
+	if (d->gpu_deferred)
+		vshm_event_loop_remove_idle(d->loop, d->gpu_deferred);
+	d->gpu_deferred = NULL;
 	if (d->gpu)
 		vgs_gpu_destroy(d->gpu);
 	d->gpu = NULL;

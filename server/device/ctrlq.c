@@ -203,6 +203,11 @@ void vgs_ctrlq_process(struct vgs_gpu *gpu, struct vshm_vq *vq)
 	gpu->ctrl_busy = false;
 	if (pushed)
 		vshm_vq_notify(vq);
+	/*
+	 * The guest has its responses: prepare spare images now, not in its
+	 * next transfer, and after this batch's display sends (defer hook).
+	 */
+	vgs_gpu_request_deferred(gpu);
 }
 
 void vgs_ctrl_complete(struct vgs_gpu *gpu, struct vgs_ctrl_req *r, uint32_t resp_type)

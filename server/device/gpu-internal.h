@@ -40,7 +40,8 @@
 /* A resource's spare images (image_pool.c); each holds one reference. */
 struct vgs_image_pool {
 	struct vgs_image *spare[VGS_POOL_MAX - 1];
-	uint64_t retired_ns[VGS_POOL_MAX - 1]; /* when it stopped being the current image */
+	/* when it stopped being the current image (a warm spare: when it was made) */
+	uint64_t retired_ns[VGS_POOL_MAX - 1];
 	unsigned n;
 };
 
@@ -166,6 +167,9 @@ struct vgs_gpu {
 	struct vshm_mem *test_mem; /* overrides the engine's table in tests */
 	vgs_gpu_request_hook hook;
 	void *hook_data;
+	vgs_gpu_defer_fn defer;
+	void *defer_data;
+	bool defer_pending;
 
 	uint64_t features; /* acked */
 	uint32_t events_read;
@@ -198,6 +202,8 @@ struct vgs_gpu {
 
 	struct vshm_ratelimit rl;
 	uint64_t pool_trim_ns; /* last sweep for idle spare images (image_pool.c) */
+	/* Spares allocated by vgs_pool_idle, after the responses (of stats.pool_allocs). */
+	uint64_t pool_warm_allocs;
 };
 
 /* Marker a command handler returns when its response comes later. */
@@ -225,6 +231,11 @@ uint32_t vgs_res_transfer(struct vgs_gpu *gpu, struct vgs_resource *res, const s
 bool vgs_rect_inside(const struct vgs_rect *r, uint32_t width, uint32_t height);
 struct vshm_mem *vgs_gpu_mem(struct vgs_gpu *gpu);
 
+/* ---- image.c ---- */
+/* Fault in every page of a fresh (all-zero) image, writable, so writes take no fault. */
+/* Fault in up to @max_bytes more of a fresh image; true once all of it is. */
+bool vgs_image_prefault(struct vgs_image *img, uint64_t max_bytes);
+
 /* ---- image_pool.c: copy-on-write host images ---- */
 /*
  * Before the device writes @r of a 2D resource: if a reader holds the
@@ -243,6 +254,17 @@ void vgs_pool_trim(struct vgs_gpu *gpu, struct vgs_resource *res, uint64_t older
 uint64_t vgs_pool_reclaim_all(struct vgs_gpu *gpu);
 /* Resource destruction: drop every spare (held ones live on with their holders). */
 void vgs_pool_release(struct vgs_gpu *gpu, struct vgs_resource *res);
+/*
+ * Off the guest's path (ctrlq.c: after a batch's responses are pushed and
+ * notified; direct requests: the caller): sweep idle spares, and give one
+ * 2D resource a display reads (on a scanout, its image referenced by a sink
+ * or any image of it held) a pre-faulted unheld spare if it has none, so
+ * the next copy-on-write switch neither allocates nor faults. At most one
+ * allocation per call, within VGS_POOL_MAX and the budget (never reclaims).
+ */
+void vgs_pool_idle(struct vgs_gpu *gpu);
+/* End of a batch: run vgs_pool_idle now, or through the embedder's defer hook. */
+void vgs_gpu_request_deferred(struct vgs_gpu *gpu);
 
 /* ---- cmd_2d.c: handlers return a VIRTIO_GPU_RESP_* or VGS_RESP_PENDING ---- */
 uint32_t vgs_cmd_get_display_info(struct vgs_gpu *gpu, struct vgs_ctrl_req *r);

@@ -125,6 +125,30 @@ void vgs_gpu_set_request_hook(struct vgs_gpu *gpu, vgs_gpu_request_hook hook, vo
 	gpu->hook_data = data;
 }
 
+void vgs_gpu_set_defer_hook(struct vgs_gpu *gpu, vgs_gpu_defer_fn schedule, void *data)
+{
+	gpu->defer = schedule;
+	gpu->defer_data = data;
+}
+
+void vgs_gpu_request_deferred(struct vgs_gpu *gpu)
+{
+	if (!gpu->defer) {
+		vgs_pool_idle(gpu);
+		return;
+	}
+	if (!gpu->defer_pending) {
+		gpu->defer_pending = true;
+		gpu->defer(gpu->defer_data);
+	}
+}
+
+void vgs_gpu_run_deferred(struct vgs_gpu *gpu)
+{
+	gpu->defer_pending = false;
+	vgs_pool_idle(gpu);
+}
+
 void vgs_gpu_set_test_mem(struct vgs_gpu *gpu, struct vshm_mem *mem)
 {
 	gpu->test_mem = mem;

@@ -6,6 +6,8 @@
  * outlive their resource exactly as long as their holders.
  */
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "gpu-test-util.h"
 
@@ -369,4 +371,188 @@ TEST(unref_with_holds_outstanding)
 TEST(reset_with_holds_outstanding)
 {
 	unref_or_reset(true);
+}
+
+/* ---- warm spares: made after the responses (vgs_pool_idle), never in a transfer ---- */
+
+/* Spares allocated inside a guest command (the flush path) so far. */
+static uint64_t inline_allocs(struct rig *r)
+{
+	return stats(&r->f).pool_allocs - r->f.gpu->pool_warm_allocs;
+}
+
+/* Every page of @img is resident (pre-faulted). */
+static bool resident(const struct vgs_image *img)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	size_t pages = (img->size + (size_t)ps - 1) / (size_t)ps;
+	unsigned char *vec = calloc(pages, 1);
+	bool all = vec && mincore(img->data, img->size, vec) == 0;
+
+	for (size_t i = 0; all && i < pages; i++)
+		all = vec[i] & 1;
+	free(vec);
+	return all;
+}
+
+TEST(warm_spare_is_ready_before_the_first_switch)
+{
+	struct rig r;
+	struct vgs_resource *res;
+	struct vgs_image *a, *b, *c, *shown;
+	uint64_t one;
+
+	gfx_init(&r.f);
+	rig_resource(&r, 1);
+	res = vgs_res_lookup(r.f.gpu, 1);
+	one = stats(&r.f).host_bytes;
+	fill_guest(r.guest, 1);
+	CHECK_EQ(transfer(&r.f, 1, 0, 0, W, H, 0), VIRTIO_GPU_RESP_OK_NODATA);
+
+	/* Not on a scanout, or on one nobody reads: no spare is made. */
+	vgs_pool_idle(r.f.gpu);
+	CHECK_EQ(stats(&r.f).pool_spares, 0);
+	CHECK_EQ(set_scanout(&r.f, 0, 1, 0, 0, W, H), VIRTIO_GPU_RESP_OK_NODATA);
+	vgs_pool_idle(r.f.gpu);
+	CHECK_EQ(stats(&r.f).pool_spares, 0);
+
+	/* A sink starts reading (it keeps a reference, as consumers and QEMU's display do). */
+	shown = vgs_image_ref(cur(&r, 1));
+	vgs_pool_idle(r.f.gpu);
+	CHECK_EQ(stats(&r.f).pool_spares, 1);
+	CHECK_EQ(r.f.gpu->pool_warm_allocs, 1);
+	CHECK_EQ(stats(&r.f).host_bytes, 2 * one);
+	CHECK(resident(res->pool.spare[0]));
+	vgs_pool_idle(r.f.gpu); /* one is enough */
+	CHECK_EQ(stats(&r.f).pool_spares, 1);
+
+	/* Unheld: transfers still go in place; the warm spare stays. */
+	fill_guest(r.guest, 2);
+	CHECK_EQ(transfer(&r.f, 1, 0, 0, W, H, 0), VIRTIO_GPU_RESP_OK_NODATA);
+	CHECK(cur(&r, 1) == shown);
+	CHECK_EQ(stats(&r.f).cow_switches, 0);
+
+	/* The consumer holds A and stops reading: the switch takes the warm spare. */
+	a = hold(cur(&r, 1));
+	fill_guest(r.guest, 3);
+	CHECK_EQ(transfer(&r.f, 1, 0, 0, W, H, 0), VIRTIO_GPU_RESP_OK_NODATA);
+	b = cur(&r, 1);
+	CHECK(b != a);
+	CHECK_EQ(stats(&r.f).cow_switches, 1);
+	CHECK_EQ(inline_allocs(&r), 0);
+	CHECK_MEM_EQ(b->data, r.guest, STRIDE * H);
+	CHECK_EQ(px(a, 3, 3), pix(3, 3, 2));
+
+	/* After the batch the pool is refilled, off the guest's path. */
+	vgs_pool_idle(r.f.gpu);
+	CHECK_EQ(stats(&r.f).pool_spares, 2);
+	CHECK_EQ(r.f.gpu->pool_warm_allocs, 2);
+	hold(b);
+	fill_guest(r.guest, 4);
+	CHECK_EQ(transfer(&r.f, 1, 0, 0, W, H, 0), VIRTIO_GPU_RESP_OK_NODATA);
+	c = cur(&r, 1);
+	CHECK(c != a && c != b);
+	CHECK_EQ(inline_allocs(&r), 0);
+
+	/* Three images, all held: the bound holds, nothing more is made. */
+	hold(c);
+	vgs_pool_idle(r.f.gpu);
+	CHECK_EQ(stats(&r.f).pool_spares, 2);
+	CHECK_EQ(stats(&r.f).host_bytes, VGS_POOL_MAX * one);
+	fill_guest(r.guest, 5);
+	CHECK_EQ(transfer(&r.f, 1, 0, 0, W, H, 0), VIRTIO_GPU_RESP_OK_NODATA);
+	CHECK(cur(&r, 1) == a); /* the oldest, counted */
+	CHECK_EQ(stats(&r.f).cow_torn_risk, 1);
+	CHECK_EQ(stats(&r.f).pool_allocs, 2);
+	CHECK_EQ(px(b, 1, 1), pix(1, 1, 3));
+	CHECK_EQ(px(c, 1, 1), pix(1, 1, 4));
+	release(a);
+	release(b);
+	release(c);
+	vgs_image_unref(shown);
+	gfx_fini(&r.f);
+}
+
+TEST(idle_sweep_keeps_one_warm_spare_while_displayed)
+{
+	struct rig r;
+	struct vgs_resource *res;
+	struct vgs_image *a, *b, *shown;
+
+	gfx_init(&r.f);
+	rig_resource(&r, 1);
+	res = vgs_res_lookup(r.f.gpu, 1);
+	CHECK_EQ(set_scanout(&r.f, 0, 1, 0, 0, W, H), VIRTIO_GPU_RESP_OK_NODATA);
+	shown = vgs_image_ref(cur(&r, 1));
+	a = hold(cur(&r, 1));
+	CHECK_EQ(transfer(&r.f, 1, 0, 0, W, H, 0), VIRTIO_GPU_RESP_OK_NODATA);
+	b = hold(cur(&r, 1));
+	CHECK_EQ(transfer(&r.f, 1, 0, 0, W, H, 0), VIRTIO_GPU_RESP_OK_NODATA);
+	CHECK_EQ(stats(&r.f).pool_spares, 2);
+	release(a);
+	release(b);
+	/* The sink was told of the switches and shows the current image now. */
+	vgs_image_unref(shown);
+	shown = vgs_image_ref(cur(&r, 1));
+
+	/* Both spares idle for long: the sweep frees one and keeps the warm one. */
+	for (unsigned i = 0; i < res->pool.n; i++)
+		res->pool.retired_ns[i] = 0;
+	r.f.gpu->pool_trim_ns = 0;
+	vgs_pool_idle(r.f.gpu);
+	CHECK_EQ(stats(&r.f).pool_spares, 1);
+	CHECK_EQ(stats(&r.f).pool_frees, 1);
+
+	/* Nobody reads it any more: the last spare goes too and is not made again. */
+	vgs_image_unref(shown);
+	res->pool.retired_ns[0] = 0;
+	r.f.gpu->pool_trim_ns = 0;
+	vgs_pool_idle(r.f.gpu);
+	CHECK_EQ(stats(&r.f).pool_spares, 0);
+	CHECK_EQ(stats(&r.f).host_bytes, res->host_bytes);
+	CHECK_EQ(res->host_bytes, res->image->size);
+	gfx_fini(&r.f);
+}
+
+TEST(warm_spare_never_takes_budget_from_others)
+{
+	struct vgs_gpu_config cfg;
+	struct rig r;
+	struct vgs_image *a, *shown;
+	uint64_t img;
+
+	vgs_gpu_config_defaults(&cfg);
+	gfx_init_cfg(&r.f, &cfg, false);
+	rig_resource(&r, 1);
+	img = stats(&r.f).host_bytes;
+	gfx_fini(&r.f);
+	cfg.limits.max_host_bytes = 3 * img;
+	gfx_init_cfg(&r.f, &cfg, false);
+	rig_resource(&r, 1);
+	rig_resource(&r, 2);
+	/* Resource 2 has an unheld spare; resource 1 is displayed and wants one. */
+	a = hold(cur(&r, 2));
+	CHECK_EQ(transfer(&r.f, 2, 0, 0, W, H, 0), VIRTIO_GPU_RESP_OK_NODATA);
+	release(a);
+	CHECK_EQ(stats(&r.f).host_bytes, 3 * img);
+	CHECK_EQ(set_scanout(&r.f, 0, 1, 0, 0, W, H), VIRTIO_GPU_RESP_OK_NODATA);
+	shown = vgs_image_ref(cur(&r, 1));
+	vgs_pool_idle(r.f.gpu);
+	CHECK_EQ(r.f.gpu->pool_warm_allocs, 0);
+	CHECK_EQ(stats(&r.f).pool_spares, 1);
+	CHECK_EQ(vgs_res_lookup(r.f.gpu, 2)->pool.n, 1);
+	/* Memory pressure still reclaims a warm spare for the guest's resources. */
+	CHECK_EQ(unref(&r.f, 2), VIRTIO_GPU_RESP_OK_NODATA);
+	vgs_pool_idle(r.f.gpu);
+	CHECK_EQ(r.f.gpu->pool_warm_allocs, 1);
+	CHECK_EQ(stats(&r.f).host_bytes, 2 * img);
+	CHECK_EQ(create_2d(&r.f, 3, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, W, H),
+	         VIRTIO_GPU_RESP_OK_NODATA);
+	CHECK_EQ(stats(&r.f).host_bytes, 3 * img);
+	CHECK_EQ(create_2d(&r.f, 4, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, W, H),
+	         VIRTIO_GPU_RESP_OK_NODATA);
+	CHECK_EQ(stats(&r.f).pool_spares, 0);
+	CHECK_EQ(stats(&r.f).host_bytes, 3 * img);
+	vgs_image_unref(shown);
+	gfx_fini(&r.f);
 }
