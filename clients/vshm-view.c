@@ -51,7 +51,7 @@ struct vv_shmbuf {
 	struct wl_buffer *wlb;
 	uint32_t *pix;
 	size_t size;
-	uint32_t w, h;
+	uint32_t w, h, fmt; /* fmt: wl_shm format */
 	bool busy;
 };
 
@@ -107,6 +107,28 @@ struct vv_cursor {
 	bool visible;
 };
 
+/*
+ * The cursor shape copied into client-owned wl_shm memory (ARGB8888,
+ * premultiplied), for compositors that cannot map the daemon's read-only
+ * memfd. Refreshed when a CURSOR names a new shape buffer, never on moves.
+ * Two slots, so that a shape still held by the compositor is never
+ * rewritten.
+ */
+struct vv_cursor_copy {
+	struct vv_shmbuf slot[2];
+	int cur;            /* slot holding the shape of (buffer_id, gen), -1: none */
+	uint32_t buffer_id; /* daemon buffer it was copied from */
+	uint64_t gen;       /* session generation of buffer_id */
+	uint32_t crc;       /* CRC-32 of the converted pixels (log, tests) */
+};
+
+/* What the pointer was last given (set_cursor is only repeated on a change). */
+struct vv_cursor_shown {
+	bool valid, shown;
+	uint32_t win_id, buffer_id, hot_x, hot_y;
+	uint64_t gen;
+};
+
 struct vv {
 	/* options */
 	const char *socket;
@@ -137,6 +159,10 @@ struct vv {
 	struct vv_cursor cursor[VSHM_DISPLAY_MAX_SCANOUTS];
 	struct vv_window *pointer_win;
 	uint32_t pointer_serial;
+	struct vv_cursor_copy ccopy;
+	struct vv_cursor_shown cshown;
+	enum vvg_path cursor_path; /* path of the last cursor shape */
+	uint64_t cursor_msgs, cursor_copies, cursor_hides, cursor_sets;
 	/* daemon */
 	struct vvs *s;
 	uint64_t gen; /* session generation: feedback of an older session releases nothing */
@@ -204,13 +230,14 @@ static void vv_shmbuf_destroy(struct vv_shmbuf *sb)
 	memset(sb, 0, sizeof(*sb));
 }
 
-/* (Re)create @sb as a w x h XRGB8888 buffer unless it already is one. */
-static int vv_shmbuf_ensure(struct vv *v, struct vv_shmbuf *sb, uint32_t w, uint32_t h)
+/* (Re)create @sb as a w x h buffer of wl_shm format @fmt unless it already is one. */
+static int vv_shmbuf_ensure_fmt(struct vv *v, struct vv_shmbuf *sb, uint32_t w, uint32_t h,
+                                uint32_t fmt)
 {
 	struct wl_shm_pool *pool;
 	int fd;
 
-	if (sb->wlb && sb->w == w && sb->h == h)
+	if (sb->wlb && sb->w == w && sb->h == h && sb->fmt == fmt)
 		return 0;
 	vv_shmbuf_destroy(sb);
 	sb->size = (size_t)w * h * 4;
@@ -228,15 +255,21 @@ static int vv_shmbuf_ensure(struct vv *v, struct vv_shmbuf *sb, uint32_t w, uint
 		return -errno;
 	}
 	pool = wl_shm_create_pool(v->shm, fd, (int32_t)sb->size);
-	sb->wlb = wl_shm_pool_create_buffer(pool, 0, (int32_t)w, (int32_t)h, (int32_t)w * 4,
-	                                    WL_SHM_FORMAT_XRGB8888);
+	sb->wlb = wl_shm_pool_create_buffer(pool, 0, (int32_t)w, (int32_t)h, (int32_t)w * 4, fmt);
 	wl_shm_pool_destroy(pool);
 	close(fd);
 	wl_buffer_add_listener(sb->wlb, &vv_shmbuf_listener, sb);
 	sb->w = w;
 	sb->h = h;
+	sb->fmt = fmt;
 	sb->busy = false;
 	return 0;
+}
+
+/* (Re)create @sb as a w x h XRGB8888 buffer unless it already is one. */
+static int vv_shmbuf_ensure(struct vv *v, struct vv_shmbuf *sb, uint32_t w, uint32_t h)
+{
+	return vv_shmbuf_ensure_fmt(v, sb, w, h, WL_SHM_FORMAT_XRGB8888);
 }
 
 static void vv_lat_add(struct vv *v, double ms)
@@ -855,32 +888,191 @@ static void vv_on_frame(void *data, const struct vvs_frame *f)
 	vv_window_present(w);
 }
 
-static void vv_cursor_apply(struct vv *v)
+/* ---- the guest cursor -------------------------------------------------------------------- */
+
+#define VV_FOURCC(a, b, c, d)                                                                      \
+	((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
+
+/* Bit positions of R, G, B and A (-1: opaque) in a little-endian 4-byte DRM format. */
+static const struct {
+	uint32_t fourcc;
+	int8_t r, g, b, a;
+} vv_cursor_formats[] = {
+	{ VV_FOURCC('A', 'R', '2', '4'), 16, 8, 0, 24 }, /* ARGB8888 (the daemon's) */
+	{ VV_FOURCC('X', 'R', '2', '4'), 16, 8, 0, -1 },
+	{ VV_FOURCC('A', 'B', '2', '4'), 0, 8, 16, 24 },
+	{ VV_FOURCC('X', 'B', '2', '4'), 0, 8, 16, -1 },
+	{ VV_FOURCC('B', 'A', '2', '4'), 8, 16, 24, 0 },
+	{ VV_FOURCC('B', 'X', '2', '4'), 8, 16, 24, -1 },
+	{ VV_FOURCC('R', 'A', '2', '4'), 24, 16, 8, 0 },
+	{ VV_FOURCC('R', 'X', '2', '4'), 24, 16, 8, -1 },
+};
+
+/* CRC-32 (IEEE 802.3, reflected, as zlib's crc32()) of @n bytes. */
+static uint32_t vv_crc32(const void *data, size_t n)
+{
+	const uint8_t *p = data;
+	uint32_t crc = 0xffffffffu;
+
+	for (size_t i = 0; i < n; i++) {
+		crc ^= p[i];
+		for (int k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1)));
+	}
+	return ~crc;
+}
+
+/*
+ * Copy the shape in shared-memory buffer @b into a free slot of v->ccopy as
+ * premultiplied ARGB8888, top row first. 0 or -errno.
+ */
+static int vv_cursor_copy_shape(struct vv *v, const struct vvs_buffer *b, uint32_t hot_x,
+                                uint32_t hot_y)
+{
+	struct vv_cursor_copy *cc = &v->ccopy;
+	struct vv_shmbuf *sb = NULL;
+	int fmt = -1, slot = -1;
+
+	for (size_t i = 0; i < sizeof(vv_cursor_formats) / sizeof(vv_cursor_formats[0]); i++)
+		if (vv_cursor_formats[i].fourcc == b->fourcc)
+			fmt = (int)i;
+	if (b->dmabuf || !b->map || fmt < 0 || b->width > 256 || b->height > 256)
+		return -ENOTSUP;
+	/* Never rewrite a slot the compositor may still read (attached to the cursor surface). */
+	for (int i = 0; i < 2 && slot < 0; i++) {
+		int k = cc->cur < 0 ? i : (cc->cur + 1 + i) % 2;
+		if (!cc->slot[k].busy)
+			slot = k;
+	}
+	if (slot < 0) {
+		slot = cc->cur < 0 ? 0 : 1 - cc->cur;
+		vv_shmbuf_destroy(&cc->slot[slot]); /* held: start a fresh buffer instead */
+	}
+	sb = &cc->slot[slot];
+	if (vv_shmbuf_ensure_fmt(v, sb, b->width, b->height, WL_SHM_FORMAT_ARGB8888) < 0)
+		return -ENOMEM;
+	const int rs = vv_cursor_formats[fmt].r, gs = vv_cursor_formats[fmt].g,
+	          bs = vv_cursor_formats[fmt].b, as = vv_cursor_formats[fmt].a;
+	for (uint32_t y = 0; y < b->height; y++) {
+		uint32_t sy = (b->flags & VSHM_DISPLAY_BUFFER_F_Y_0_TOP) ? y : b->height - 1 - y;
+		const uint8_t *src = b->map + b->offset + (uint64_t)sy * b->stride;
+		uint32_t *dst = sb->pix + (size_t)y * b->width;
+		for (uint32_t x = 0; x < b->width; x++) {
+			uint32_t px;
+			memcpy(&px, src + 4 * (size_t)x, 4);
+			/*
+			 * Cursor pixels are premultiplied already (docs/protocol.md
+			 * 7.10: a DRM cursor plane's default blend mode), as Wayland's
+			 * ARGB8888 wants: only the channel order changes.
+			 */
+			uint32_t a = as < 0 ? 0xffu : (px >> as) & 0xffu;
+			uint32_t r = (px >> rs) & 0xffu, g = (px >> gs) & 0xffu,
+			         bl = (px >> bs) & 0xffu;
+			dst[x] = a << 24 | r << 16 | g << 8 | bl;
+		}
+	}
+	cc->cur = slot;
+	cc->buffer_id = b->id;
+	cc->gen = v->gen;
+	cc->crc = vv_crc32(sb->pix, sb->size);
+	v->cursor_copies++;
+	printf("vshm-view: cursor shape: buffer %u %ux%u fourcc 0x%08x hot %u,%u -> copy into "
+	       "wl_shm (ARGB8888 premultiplied, %zu bytes, crc32 0x%08x)\n",
+	       b->id, b->width, b->height, b->fourcc, hot_x, hot_y, sb->size, cc->crc);
+	fflush(stdout);
+	return 0;
+}
+
+/* A CURSOR named shape @buffer_id: copy it if it is new and cannot be shown zero-copy. */
+static void vv_cursor_shape(struct vv *v, uint32_t buffer_id, uint32_t hot_x, uint32_t hot_y)
+{
+	struct vv_cursor_copy *cc = &v->ccopy;
+	struct vvs_buffer *b = v->s ? vvs_buffer(v->s, buffer_id) : NULL;
+	struct vv_buf *vb = b ? b->user : NULL;
+
+	if (!b)
+		return;
+	if (vb && vb->pool) {
+		v->cursor_path = VVG_PATH_SHM_ZERO_COPY;
+		return;
+	}
+	v->cursor_path = VVG_PATH_COPY;
+	if (cc->cur >= 0 && cc->buffer_id == buffer_id && cc->gen == v->gen)
+		return; /* the shape we have: a move, or shown again */
+	cc->cur = -1;
+	if (vv_cursor_copy_shape(v, b, hot_x, hot_y) < 0) {
+		printf("vshm-view: cursor shape: buffer %u %s fourcc 0x%08x %ux%u cannot be "
+		       "copied: cursor not shown\n",
+		       b->id, b->dmabuf ? "dma-buf" : "shm", b->fourcc, b->width, b->height);
+		fflush(stdout);
+	}
+}
+
+static bool vv_cursor_shown_eq(const struct vv_cursor_shown *a, const struct vv_cursor_shown *b)
+{
+	if (a->valid != b->valid || a->shown != b->shown || a->win_id != b->win_id)
+		return false;
+	return !a->shown || (a->buffer_id == b->buffer_id && a->gen == b->gen &&
+	                     a->hot_x == b->hot_x && a->hot_y == b->hot_y);
+}
+
+/*
+ * Give the pointer the cursor of the window under it: the zero-copy pool
+ * when the compositor maps the daemon's memfd, else the client-owned copy.
+ * @enter: a new enter serial (always set); otherwise only a change of
+ * shape, hot spot or visibility calls wl_pointer.set_cursor (moves do not).
+ */
+static void vv_cursor_apply(struct vv *v, bool enter)
 {
 	struct vv_window *w = v->pointer_win;
+	struct vv_cursor_shown want = { .valid = true };
 	const struct vv_cursor *c;
-	struct vvs_buffer *b;
+	struct vvs_buffer *b = NULL;
 	struct vv_buf *vb;
+	struct vv_shmbuf *sb = NULL;
+	struct wl_buffer *wlb = NULL;
 
 	if (!v->pointer || !w)
 		return;
 	c = &v->cursor[w->id];
-	b = c->visible && v->s ? vvs_buffer(v->s, c->buffer_id) : NULL;
+	if (c->visible && v->s)
+		b = vvs_buffer(v->s, c->buffer_id);
 	vb = b ? b->user : NULL;
-	if (!vb || !vb->pool) {
+	if (vb && vb->pool) {
+		if (!vb->wlb) {
+			vb->wlb = wl_shm_pool_create_buffer(
+			        vb->pool, (int32_t)b->offset, (int32_t)b->width, (int32_t)b->height,
+			        (int32_t)b->stride, WL_SHM_FORMAT_ARGB8888);
+			vb->rw = b->width;
+			vb->rh = b->height;
+		}
+		wlb = vb->wlb;
+	} else if (b && v->ccopy.cur >= 0 && v->ccopy.buffer_id == b->id &&
+	           v->ccopy.gen == v->gen) {
+		sb = &v->ccopy.slot[v->ccopy.cur];
+		wlb = sb->wlb;
+	}
+	want.win_id = w->id;
+	want.shown = wlb != NULL;
+	if (wlb) {
+		want.buffer_id = c->buffer_id;
+		want.gen = v->gen;
+		want.hot_x = c->hot_x;
+		want.hot_y = c->hot_y;
+	}
+	if (!enter && vv_cursor_shown_eq(&want, &v->cshown))
+		return;
+	v->cshown = want;
+	v->cursor_sets++;
+	if (!wlb) {
 		wl_pointer_set_cursor(v->pointer, v->pointer_serial, NULL, 0, 0);
 		return;
 	}
-	if (!vb->wlb) {
-		vb->wlb = wl_shm_pool_create_buffer(vb->pool, (int32_t)b->offset, (int32_t)b->width,
-		                                    (int32_t)b->height, (int32_t)b->stride,
-		                                    WL_SHM_FORMAT_ARGB8888);
-		vb->rw = b->width;
-		vb->rh = b->height;
-	}
-	wl_surface_attach(v->cursor_surf, vb->wlb, 0, 0);
+	wl_surface_attach(v->cursor_surf, wlb, 0, 0);
 	wl_surface_damage_buffer(v->cursor_surf, 0, 0, INT32_MAX, INT32_MAX);
 	wl_surface_commit(v->cursor_surf);
+	if (sb)
+		sb->busy = true;
 	wl_pointer_set_cursor(v->pointer, v->pointer_serial, v->cursor_surf, (int32_t)c->hot_x,
 	                      (int32_t)c->hot_y);
 }
@@ -889,12 +1081,24 @@ static void vv_on_cursor(void *data, const struct vshm_display_cursor *c)
 {
 	struct vv *v = data;
 	struct vv_cursor *vc = &v->cursor[c->scanout_id];
+	bool was_visible = false;
+
+	v->cursor_msgs++;
+	/* One cursor per connection: it replaces the previous one, whatever its scanout. */
+	for (unsigned i = 0; i < VSHM_DISPLAY_MAX_SCANOUTS; i++) {
+		was_visible |= v->cursor[i].visible;
+		if (i != c->scanout_id)
+			v->cursor[i].visible = false;
+	}
 	vc->buffer_id = c->buffer_id;
 	vc->hot_x = c->hot_x;
 	vc->hot_y = c->hot_y;
 	vc->visible = (c->flags & VSHM_DISPLAY_CURSOR_F_VISIBLE) && c->buffer_id;
-	if (v->pointer_win && v->pointer_win->id == c->scanout_id)
-		vv_cursor_apply(v);
+	if (was_visible && !vc->visible)
+		v->cursor_hides++;
+	if (c->buffer_id)
+		vv_cursor_shape(v, c->buffer_id, c->hot_x, c->hot_y);
+	vv_cursor_apply(v, false);
 }
 
 static const struct vvs_handler vv_session_handler = {
@@ -934,6 +1138,9 @@ static void vv_disconnect(struct vv *v, const char *why)
 		if (v->win[i]) {
 			vv_window_placeholder(v->win[i], VV_ST_DISCONNECTED);
 		}
+	/* The daemon's cursor is gone with it (a copied shape belongs to this session). */
+	memset(v->cursor, 0, sizeof(v->cursor));
+	vv_cursor_apply(v, false);
 	vvs_destroy(&v->s);
 	v->gen++;
 	v->reconnects++;
@@ -991,7 +1198,7 @@ static void vv_pointer_enter(void *data, struct wl_pointer *p, uint32_t serial,
 		if (v->win[i] && v->win[i]->surf == surf)
 			v->pointer_win = v->win[i];
 	v->pointer_serial = serial;
-	vv_cursor_apply(v);
+	vv_cursor_apply(v, true);
 }
 
 static void vv_pointer_leave(void *data, struct wl_pointer *p, uint32_t serial,
@@ -999,6 +1206,7 @@ static void vv_pointer_leave(void *data, struct wl_pointer *p, uint32_t serial,
 {
 	struct vv *v = data;
 	v->pointer_win = NULL;
+	v->cshown.valid = false;
 }
 
 static void vv_pointer_motion(void *data, struct wl_pointer *p, uint32_t t, wl_fixed_t x,
@@ -1036,6 +1244,7 @@ static void vv_seat_caps(void *data, struct wl_seat *seat, uint32_t caps)
 		wl_pointer_destroy(v->pointer);
 		v->pointer = NULL;
 		v->pointer_win = NULL;
+		v->cshown.valid = false;
 	}
 }
 
@@ -1287,6 +1496,11 @@ static void vv_report(struct vv *v)
 		       (double)v->sum_present_ns / 1e6 / (double)v->n_lat);
 	else
 		printf("vshm-view: flush-to-present latency: no samples\n");
+	printf("vshm-view: cursor: path %s, messages %llu, shapes copied %llu, hides %llu, "
+	       "set_cursor %llu\n",
+	       v->cursor_msgs ? vvg_path_name(v->cursor_path) : "none",
+	       (unsigned long long)v->cursor_msgs, (unsigned long long)v->cursor_copies,
+	       (unsigned long long)v->cursor_hides, (unsigned long long)v->cursor_sets);
 	fflush(stdout);
 }
 
@@ -1361,7 +1575,7 @@ static int vv_run(struct vv *v)
 
 int main(int argc, char **argv)
 {
-	struct vv v = { .pres_clock = CLOCK_MONOTONIC };
+	struct vv v = { .pres_clock = CLOCK_MONOTONIC, .ccopy.cur = -1 };
 	struct sigaction sa = { .sa_handler = vv_on_signal };
 	int rc;
 
@@ -1405,6 +1619,8 @@ int main(int argc, char **argv)
 		vv_window_destroy(&v.win[i]);
 	if (v.cursor_surf)
 		wl_surface_destroy(v.cursor_surf);
+	for (unsigned i = 0; i < 2; i++)
+		vv_shmbuf_destroy(&v.ccopy.slot[i]);
 	vvg_destroy(&v.gl);
 	wl_display_disconnect(v.display);
 	free(v.lat_ms);

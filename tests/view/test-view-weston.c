@@ -424,3 +424,148 @@ TEST_NO_LEAK_CHECK(view_frames_option_exits_after_n_presented)
 	print_latency(out);
 	rig_down(&r);
 }
+
+/* ---- guest cursor: the copy path's converted pixels --------------------------------------- */
+
+/* Wait until @needle appears in vshm-view's output (at most @ms). */
+static bool wait_output(struct rig *r, const char *needle, int ms)
+{
+	static char buf[65536];
+	for (int t = 0;; t += 20) {
+		slurp(r->view_out, buf, sizeof(buf));
+		if (strstr(buf, needle))
+			return true;
+		if (t >= ms)
+			return false;
+		usleep(20000);
+	}
+}
+
+/* CRC-32 (IEEE, reflected; zlib's crc32()), table-driven. */
+static uint32_t crc32_ieee(const uint8_t *p, size_t n)
+{
+	static uint32_t table[256];
+	uint32_t crc = 0xffffffffu;
+
+	if (!table[1])
+		for (uint32_t i = 0; i < 256; i++) {
+			uint32_t c = i;
+			for (int k = 0; k < 8; k++)
+				c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+			table[i] = c;
+		}
+	for (size_t i = 0; i < n; i++)
+		crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+	return crc ^ 0xffffffffu;
+}
+
+/*
+ * A 64x64 B8G8R8A8 cursor (u32 0xAARRGGBB, premultiplied alpha as a DRM
+ * cursor plane carries it) with every kind of alpha: row 0 transparent,
+ * row 1 opaque, the rest a per-pixel mix.
+ */
+static void cursor_fill(const struct tgd_resource *c, uint32_t seed)
+{
+	for (uint32_t y = 0; y < 64; y++)
+		for (uint32_t x = 0; x < 64; x++) {
+			uint32_t rgb =
+			        tgd_pattern_pixel(TGD_PATTERN_HASH, x, y, 64, 64, seed) & 0xffffffu;
+			uint32_t a = y == 0 ? 0 : y == 1 ? 0xff : ((x * 7 + y * 13) ^ seed) & 0xff;
+			uint32_t r = ((rgb >> 16) & 0xff) * a / 255,
+			         g = ((rgb >> 8) & 0xff) * a / 255, b = (rgb & 0xff) * a / 255;
+			c->pixels[y * 64 + x] = a << 24 | r << 16 | g << 8 | b;
+		}
+}
+
+/*
+ * What Wayland must get: ARGB8888 premultiplied, little-endian bytes B, G,
+ * R, A. The guest's pixels are premultiplied already, so they pass through.
+ */
+static uint32_t cursor_expected_crc(const struct tgd_resource *c)
+{
+	static uint8_t bytes[64 * 64 * 4];
+	for (size_t i = 0; i < 64 * 64; i++) {
+		uint32_t px = c->pixels[i];
+		uint8_t *o = bytes + i * 4;
+		o[0] = (uint8_t)px;
+		o[1] = (uint8_t)(px >> 8);
+		o[2] = (uint8_t)(px >> 16);
+		o[3] = (uint8_t)(px >> 24);
+	}
+	return crc32_ieee(bytes, sizeof(bytes));
+}
+
+TEST_NO_LEAK_CHECK(view_cursor_copied_once_per_shape_exact_pixels)
+{
+	struct rig r = { 0 };
+	struct tgd_resource c1, c2;
+	static char out[16384];
+	char want[160];
+	int ox, oy;
+
+	rig_up(&r, (const char *const[]){ "--timeout", "60", NULL });
+	daemon_up(&r, 21);
+	CHECK(wait_exact(&r, 10000, &ox, &oy));
+	bool zero_copy = wait_output(&r, "wl_shm zero-copy: yes", 0);
+
+	/* Shape 1 (Linux: fenced TRANSFER, then UPDATE_CURSOR on the cursor queue). */
+	CHECK_OK(tgd_resource_new(r.g, 2, VIRTIO_GPU_FORMAT_B8G8R8A8_UNORM, 64, 64, 1, &c1));
+	cursor_fill(&c1, 0x5a);
+	CHECK_OK(tgd_transfer_to_host_2d(r.g, c1.id, 0, 0, 64, 64, 0, true));
+	CHECK_OK(tgd_update_cursor(r.g, 0, 100, 50, c1.id, 5, 7));
+	uint32_t crc1 = cursor_expected_crc(&c1);
+	if (!zero_copy) {
+		snprintf(want, sizeof(want),
+		         "hot 5,7 -> copy into wl_shm (ARGB8888 premultiplied, "
+		         "16384 bytes, crc32 0x%08x)",
+		         crc1);
+		CHECK(wait_output(&r, want, 10000));
+		printf("# cursor shape 1 copied, crc32 0x%08x as uploaded\n", crc1);
+	}
+	/* Moves are not shape changes: no copy. */
+	for (uint32_t i = 0; i < 30; i++) {
+		CHECK_OK(tgd_move_cursor(r.g, 0, 10 + i * 7, 20 + i * 5, c1.id));
+		usleep(5000);
+	}
+	/* Hidden (Linux: MOVE_CURSOR with resource 0), then shape 2 (ordered after the hide). */
+	CHECK_OK(tgd_move_cursor(r.g, 0, 50, 50, 0));
+	usleep(300000); /* the daemon sends cursor state: let it send the hidden one */
+	CHECK_OK(tgd_resource_new(r.g, 3, VIRTIO_GPU_FORMAT_B8G8R8A8_UNORM, 64, 64, 1, &c2));
+	cursor_fill(&c2, 0xc3);
+	CHECK_OK(tgd_transfer_to_host_2d(r.g, c2.id, 0, 0, 64, 64, 0, true));
+	CHECK_OK(tgd_update_cursor(r.g, 0, 60, 60, c2.id, 0, 63));
+	uint32_t crc2 = cursor_expected_crc(&c2);
+	CHECK(crc2 != crc1);
+	if (!zero_copy) {
+		snprintf(want, sizeof(want),
+		         "hot 0,63 -> copy into wl_shm (ARGB8888 premultiplied, "
+		         "16384 bytes, crc32 0x%08x)",
+		         crc2);
+		CHECK(wait_output(&r, want, 10000));
+		printf("# cursor shape 2 copied, crc32 0x%08x as uploaded\n", crc2);
+	}
+	for (uint32_t i = 0; i < 30; i++) {
+		CHECK_OK(tgd_move_cursor(r.g, 0, 200 - i * 3, 100 + i, c2.id));
+		usleep(5000);
+	}
+	usleep(200000);
+	/* The cursor is the pointer's image, never drawn into the guest image. */
+	CHECK(wait_exact(&r, 10000, &ox, &oy));
+
+	view_stop(&r, out, sizeof(out));
+	const char *line = strstr(out, "vshm-view: cursor: path ");
+	CHECK(line != NULL);
+	const char *eol = strchr(line, '\n');
+	printf("# %.*s\n", eol ? (int)(eol - line) : (int)strlen(line), line);
+	if (zero_copy) {
+		CHECK(!strncmp(line, "vshm-view: cursor: path wl_shm zero-copy,", 41));
+		CHECK(strstr(line, "shapes copied 0,") != NULL);
+	} else {
+		/* Exactly one copy per shape, none for the 60 moves. */
+		CHECK(!strncmp(line, "vshm-view: cursor: path copy into wl_shm,", 41));
+		CHECK(strstr(line, "shapes copied 2,") != NULL);
+		CHECK(strstr(out, "cannot be copied") == NULL);
+	}
+	CHECK(strstr(line, "hides 1,") != NULL);
+	rig_down(&r);
+}
