@@ -39,9 +39,10 @@ struct vgs_qemu_display_config {
 	int handshake_timeout_ms; /* wait for the GET_PROTOCOL_FEATURES reply */
 	int reply_timeout_ms;     /* wait for GET_DISPLAY_INFO / GET_EDID replies */
 	size_t max_queued;        /* vshm_conn out-queue bound (copied + referenced bytes) */
+	int sndbuf;               /* socket send buffer to ask for; 0 keeps the kernel's */
 };
 
-/* 1 scanout, 500 ms handshake and reply deadlines, 256 MiB queue bound. */
+/* 1 scanout, 500 ms handshake and reply deadlines, 256 MiB queue bound, 8 MiB send buffer. */
 void vgs_qemu_display_config_defaults(struct vgs_qemu_display_config *cfg);
 
 /* @loop must outlive the display. Returns 0 or -errno. */

@@ -21,7 +21,7 @@
  *   fcntl            the commands libvshm and the consumers use
  *   ioctl            SIOCOUTQ, UDMABUF_CREATE_LIST, DMA_BUF_IOCTL_SYNC,
  *                    DMA_BUF_IOCTL_EXPORT_SYNC_FILE / _IMPORT_SYNC_FILE
- *   setsockopt       SOL_SOCKET SO_SNDBUF / SO_RCVBUF only
+ *   setsockopt       SOL_SOCKET SO_SNDBUF / SO_SNDBUFFORCE / SO_RCVBUF only
  *   rt_sigaction     queries only (act == NULL; conn_splice samples
  *                    SIGPIPE); changing a disposition fails with EPERM
  *   tgkill           SIGABRT to ourselves (abort() after a failed assert)
@@ -250,9 +250,13 @@ static void sb_build(struct sb *s, bool rdwr)
 			                       SCMP_A2(SCMP_CMP_EQ, SO_SNDBUF) };
 		struct scmp_arg_cmp rcv[2] = { SCMP_A1(SCMP_CMP_EQ, SOL_SOCKET),
 			                       SCMP_A2(SCMP_CMP_EQ, SO_RCVBUF) };
+		/* QEMU's display socket arrives after the filter: its send buffer is sized then. */
+		struct scmp_arg_cmp sndf[2] = { SCMP_A1(SCMP_CMP_EQ, SOL_SOCKET),
+			                        SCMP_A2(SCMP_CMP_EQ, SO_SNDBUFFORCE) };
 
 		sb_add(s, SCMP_ACT_ALLOW, "setsockopt", 2, snd);
 		sb_add(s, SCMP_ACT_ALLOW, "setsockopt", 2, rcv);
+		sb_add(s, SCMP_ACT_ALLOW, "setsockopt", 2, sndf);
 	}
 
 	/* Dispositions may be read (act == NULL), not changed. */

@@ -88,6 +88,8 @@ static void fx_init(struct fx *f)
 	cfg.num_scanouts = 2;
 	cfg.handshake_timeout_ms = 100;
 	cfg.reply_timeout_ms = 100;
+	/* The kernel's small default buffer: a peer that stops reading backs up fast. */
+	cfg.sndbuf = 0;
 	fx_init_cfg(f, &cfg);
 }
 
@@ -542,6 +544,7 @@ TEST(bounded_queue_defers_and_recovers)
 	struct peer_msg m;
 
 	vgs_qemu_display_config_defaults(&cfg);
+	cfg.sndbuf = 0;
 	cfg.max_queued = 128 * 1024; /* smaller than one frame: frames go in chunks */
 	fx_init_cfg(&f, &cfg);
 	fx_handshake(&f, 0);
