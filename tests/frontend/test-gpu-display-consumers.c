@@ -6,8 +6,8 @@
  * vshm-capture binary (exact PNG pixels) and tests/doc-consumer/doc_consumer.py
  * (exact CRC-32).
  *
- * The daemon's path is the test's first argument (read from
- * /proc/self/cmdline, the runner owns main()); VSC_CAPTURE_EXE,
+ * The daemon's path is the test's first argument (vshm_test_arg(1));
+ * VSC_CAPTURE_EXE,
  * VSC_DOC_CONSUMER and VSC_PYTHON come from the environment.
  */
 #include <dirent.h>
@@ -34,23 +34,11 @@
 
 extern char **environ;
 
-static char exe_path[4096];
-
 static const char *daemon_path(void)
 {
-	char buf[8192];
-	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
-		return NULL;
-	buf[n] = 0;
-	size_t first = strlen(buf) + 1;
-	if (first >= (size_t)n)
-		return getenv("VSHM_GPU_EXE");
-	snprintf(exe_path, sizeof(exe_path), "%s", buf + first);
-	return exe_path;
+	const char *p = vshm_test_arg(1);
+
+	return p ? p : getenv("VSHM_GPU_EXE");
 }
 
 static const char *env(const char *name)

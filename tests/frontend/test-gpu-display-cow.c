@@ -8,8 +8,7 @@
  * row. Every guest frame paints all pixels with its frame number, so a
  * frame whose two rows differ was rewritten while held: torn. Must be 0.
  *
- * The daemon's path is the test's first argument (read from
- * /proc/self/cmdline, the runner owns main()).
+ * The daemon's path is the test's first argument (vshm_test_arg(1)).
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -30,23 +29,11 @@
 #define W 320
 #define H 200
 
-static char exe_path[4096];
-
 static const char *daemon_path(void)
 {
-	char buf[8192];
-	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
-		return NULL;
-	buf[n] = 0;
-	size_t first = strlen(buf) + 1;
-	if (first >= (size_t)n)
-		return getenv("VSHM_GPU_EXE");
-	snprintf(exe_path, sizeof(exe_path), "%s", buf + first);
-	return exe_path;
+	const char *p = vshm_test_arg(1);
+
+	return p ? p : getenv("VSHM_GPU_EXE");
 }
 
 struct slow {

@@ -7,7 +7,7 @@
  * completing fenced flushes while the display stops reading.
  *
  * The daemon's path is the test's first argument (meson passes it). The
- * runner owns main(), so it is read back from /proc/self/cmdline.
+ * runner owns main(), so it is taken from vshm_test_arg(1).
  */
 #include <endian.h>
 #include <errno.h>
@@ -27,23 +27,11 @@
 #define W 320
 #define H 200
 
-static char exe_path[4096];
-
 static const char *daemon_path(void)
 {
-	char buf[8192];
-	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
-		return NULL;
-	buf[n] = 0;
-	size_t first = strlen(buf) + 1;
-	if (first >= (size_t)n)
-		return getenv("VSHM_GPU_EXE");
-	snprintf(exe_path, sizeof(exe_path), "%s", buf + first);
-	return exe_path;
+	const char *p = vshm_test_arg(1);
+
+	return p ? p : getenv("VSHM_GPU_EXE");
 }
 
 struct rig {

@@ -27,6 +27,14 @@ void vshm_test_fail(const char *file, int line, const char *fmt, ...)
 	_exit(1);
 }
 
+static int test_argc;
+static char **test_argv;
+
+const char *vshm_test_arg(int i)
+{
+	return i >= 1 && i < test_argc ? test_argv[i] : NULL;
+}
+
 int vshm_test_count_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -78,7 +86,7 @@ static int run_one(const struct vshm_test *t, unsigned timeout)
 	return -1;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const char *filter = getenv("VSHM_TEST_FILTER");
 	const char *tmo = getenv("VSHM_TEST_TIMEOUT");
@@ -86,6 +94,8 @@ int main(void)
 	const struct vshm_test *t;
 	unsigned n = 0, i = 0, failed = 0;
 
+	test_argc = argc;
+	test_argv = argv;
 	signal(SIGPIPE, SIG_IGN);
 	for (t = __start_vshm_tests; t < __stop_vshm_tests; t++)
 		if (!filter || strstr(t->name, filter))

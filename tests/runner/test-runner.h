@@ -67,6 +67,12 @@ void vshm_test_fail(const char *file, int line, const char *fmt, ...)
 			               #b, #n);                                                    \
 	} while (0)
 
+/*
+ * The test program's command-line argument @i (argv[i], i >= 1), or NULL.
+ * Meson passes per-test arguments (e.g. the daemon binary) this way.
+ */
+const char *vshm_test_arg(int i);
+
 /* Number of open fds in this process (for explicit leak checks inside a test). */
 int vshm_test_count_fds(void);
 

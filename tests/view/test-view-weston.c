@@ -13,7 +13,7 @@
  * and reconnect, --frames, and that vshm-view reports the wl_shm zero-copy
  * path with no copies and no linux-dmabuf (pixman).
  *
- * The daemon is argv[1] (read from /proc/self/cmdline); VV_VIEW_EXE,
+ * The daemon is argv[1] (vshm_test_arg(1)); VV_VIEW_EXE,
  * VV_WESTON, VV_SCREENSHOOTER come from the environment (run-view-tests.sh).
  */
 #include <dirent.h>
@@ -44,23 +44,11 @@
 
 extern char **environ;
 
-static char exe_path[4096];
-
 static const char *daemon_path(void)
 {
-	char buf[8192];
-	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
-		return NULL;
-	buf[n] = 0;
-	size_t first = strlen(buf) + 1;
-	if (first >= (size_t)n)
-		return getenv("VSHM_GPU_EXE");
-	snprintf(exe_path, sizeof(exe_path), "%s", buf + first);
-	return exe_path;
+	const char *p = vshm_test_arg(1);
+
+	return p ? p : getenv("VSHM_GPU_EXE");
 }
 
 static const char *env(const char *name)
