@@ -63,7 +63,4 @@ static inline uint64_t vgs_page_size(void)
 	return ps > 0 ? (uint64_t)ps : 4096;
 }
 
-/* Every byte of [addr, addr+len) is guest memory (may span adjacent regions). */
-bool vgs_range_in_guest(const struct vshm_mem *mem, uint64_t addr, uint64_t len);
-
 #endif

@@ -53,24 +53,6 @@ void vgs_hostmem_unref(struct vgs_hostmem *m)
 	free(m);
 }
 
-bool vgs_range_in_guest(const struct vshm_mem *mem, uint64_t addr, uint64_t len)
-{
-	struct iovec iov[8];
-	int n;
-
-	if (!mem || len == 0 || addr + len < addr)
-		return false;
-	n = vshm_mem_gpa_to_iov(mem, addr, len, iov, 8);
-	if (n == -ENOBUFS) {
-		struct iovec *big = calloc(VSHM_MEM_MAX_SLOTS, sizeof(*big));
-		if (!big)
-			return false;
-		n = vshm_mem_gpa_to_iov(mem, addr, len, big, VSHM_MEM_MAX_SLOTS);
-		free(big);
-	}
-	return n > 0;
-}
-
 /* ---- scanout images ---- */
 
 struct vgs_image *vgs_scanout_image(const struct vgs_scanout *so)
@@ -442,23 +424,9 @@ uint32_t vgs_cmd_set_scanout_blob(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 	uint64_t extent;
 	uint32_t type;
 
-	if (id >= VGS_MAX_SCANOUTS) {
-		vgs_warn(gpu, "gpu: set_scanout_blob: bad scanout %u", id);
-		return VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID;
-	}
-	so = &gpu->scanouts[id];
-	if (res_id == 0) {
-		vgs_scanout_blob_clear(gpu, so);
-		so->resource = NULL;
-		memset(&so->rect, 0, sizeof(so->rect));
-		vgs_display_scanout(gpu, id);
-		return VIRTIO_GPU_RESP_OK_NODATA;
-	}
-	res = vgs_res_lookup(gpu, res_id);
-	if (!res) {
-		vgs_warn(gpu, "gpu: set_scanout_blob: no resource %u", res_id);
-		return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
-	}
+	type = vgs_scanout_begin(gpu, "set_scanout_blob", id, res_id, &so, &res);
+	if (type)
+		return type;
 	if (!res->blob_mem) {
 		vgs_warn(gpu, "gpu: set_scanout_blob: resource %u is not a blob", res_id);
 		return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;

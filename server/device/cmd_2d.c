@@ -317,6 +317,30 @@ uint32_t vgs_cmd_transfer_to_host_2d(struct vgs_gpu *gpu, struct vgs_ctrl_req *r
 
 /* ---- scanouts ---- */
 
+uint32_t vgs_scanout_begin(struct vgs_gpu *gpu, const char *cmd, uint32_t id, uint32_t res_id,
+                           struct vgs_scanout **so, struct vgs_resource **res)
+{
+	if (id >= VGS_MAX_SCANOUTS) {
+		vgs_warn(gpu, "gpu: %s: bad scanout %u", cmd, id);
+		return VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID;
+	}
+	*so = &gpu->scanouts[id];
+	if (res_id == 0) {
+		/* Disabling is always valid, even when already disabled. */
+		vgs_scanout_blob_clear(gpu, *so);
+		(*so)->resource = NULL;
+		memset(&(*so)->rect, 0, sizeof((*so)->rect));
+		vgs_display_scanout(gpu, id);
+		return VIRTIO_GPU_RESP_OK_NODATA;
+	}
+	*res = vgs_res_lookup(gpu, res_id);
+	if (!*res) {
+		vgs_warn(gpu, "gpu: %s: no resource %u", cmd, res_id);
+		return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+	}
+	return 0;
+}
+
 uint32_t vgs_cmd_set_scanout(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 {
 	const struct virtio_gpu_set_scanout *c = &r->cmd.set_scanout;
@@ -324,25 +348,10 @@ uint32_t vgs_cmd_set_scanout(struct vgs_gpu *gpu, struct vgs_ctrl_req *r)
 	struct vgs_rect rect = rect_from_wire(&c->r);
 	struct vgs_scanout *so;
 	struct vgs_resource *res;
+	uint32_t t = vgs_scanout_begin(gpu, "set_scanout", id, res_id, &so, &res);
 
-	if (id >= VGS_MAX_SCANOUTS) {
-		vgs_warn(gpu, "gpu: set_scanout: bad scanout %u", id);
-		return VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID;
-	}
-	so = &gpu->scanouts[id];
-	if (res_id == 0) {
-		/* Disabling is always valid, even when already disabled. */
-		vgs_scanout_blob_clear(gpu, so);
-		so->resource = NULL;
-		memset(&so->rect, 0, sizeof(so->rect));
-		vgs_display_scanout(gpu, id);
-		return VIRTIO_GPU_RESP_OK_NODATA;
-	}
-	res = vgs_res_lookup(gpu, res_id);
-	if (!res) {
-		vgs_warn(gpu, "gpu: set_scanout: no resource %u", res_id);
-		return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
-	}
+	if (t)
+		return t;
 	if (res->blob_mem) {
 		/* A blob has no format or size of its own: SET_SCANOUT_BLOB describes them. */
 		vgs_warn(gpu, "gpu: set_scanout: resource %u is a blob", res_id);

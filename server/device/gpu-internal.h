@@ -224,6 +224,15 @@ void vgs_res_destroy_all(struct vgs_gpu *gpu);
 uint32_t vgs_res_attach_backing(struct vgs_gpu *gpu, struct vgs_resource *res,
                                 struct virtio_gpu_mem_entry *entries, uint32_t n);
 void vgs_res_detach_backing(struct vgs_resource *res);
+/* Every byte of [addr, addr+len) is guest memory (len > 0, no wrap; may span regions). */
+/*
+ * The start SET_SCANOUT and SET_SCANOUT_BLOB share: the scanout id must be
+ * valid, resource 0 disables the scanout, any other must exist. Returns 0
+ * with *so and *res set to go on, else the response type to answer with.
+ */
+uint32_t vgs_scanout_begin(struct vgs_gpu *gpu, const char *cmd, uint32_t id, uint32_t res_id,
+                           struct vgs_scanout **so, struct vgs_resource **res);
+bool vgs_range_in_guest(const struct vshm_mem *mem, uint64_t addr, uint64_t len);
 /* Copy @r (resource coordinates) from backing offset @offset into the image. */
 uint32_t vgs_res_transfer(struct vgs_gpu *gpu, struct vgs_resource *res, const struct vgs_rect *r,
                           uint64_t offset);

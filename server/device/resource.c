@@ -235,13 +235,13 @@ struct vshm_mem *vgs_gpu_mem(struct vgs_gpu *gpu)
 	return gpu->dev ? vshm_vu_dev_get_mem(gpu->dev) : NULL;
 }
 
-/* Is [addr, addr+len) entirely guest memory? (It may span adjacent regions.) */
-static bool range_in_guest(const struct vshm_mem *mem, uint64_t addr, uint64_t len)
+/* Every byte of [addr, addr+len) is guest memory; it may span adjacent regions. */
+bool vgs_range_in_guest(const struct vshm_mem *mem, uint64_t addr, uint64_t len)
 {
 	struct iovec iov[8];
 	int n;
 
-	if (!mem)
+	if (!mem || len == 0 || addr + len < addr)
 		return false;
 	n = vshm_mem_gpa_to_iov(mem, addr, len, iov, 8);
 	if (n == -ENOBUFS) {
@@ -268,7 +268,7 @@ uint32_t vgs_res_attach_backing(struct vgs_gpu *gpu, struct vgs_resource *res,
 	}
 	for (i = 0; i < n; i++) {
 		uint64_t addr = entries[i].addr, len = entries[i].length;
-		if (len == 0 || addr + len < addr || !range_in_guest(mem, addr, len)) {
+		if (!vgs_range_in_guest(mem, addr, len)) {
 			vgs_warn(gpu,
 			         "gpu: attach: resource %u entry %u (0x%llx+%llu) is not guest "
 			         "memory",
