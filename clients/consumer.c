@@ -215,20 +215,6 @@ static unsigned popcount32(uint32_t v)
 	return (unsigned)__builtin_popcount(v);
 }
 
-static bool role_valid(const char *role)
-{
-	size_t n = strlen(role);
-	if (n < 1 || n >= VSHM_DISPLAY_ROLE_SIZE)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = role[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
-			return false;
-	}
-	return true;
-}
-
 static struct vsc_buffer *buf_find(struct vsc *c, uint32_t id)
 {
 	if (id == 0)
@@ -303,8 +289,8 @@ int vsc_new_fd(int fd, const struct vsc_config *cfg, vsc_event_fn cb, void *data
 		c->cfg.fence_timeout_ms = 1000;
 	if (!c->cfg.max_scanout_pixels)
 		c->cfg.max_scanout_pixels = 8192ull * 8192ull;
-	if (!c->cfg.qemu_mode &&
-	    (!role_valid(c->cfg.role) || (c->cfg.scanouts >> VSHM_DISPLAY_MAX_SCANOUTS) != 0)) {
+	if (!c->cfg.qemu_mode && (!vshm_display_role_valid(c->cfg.role) ||
+	                          (c->cfg.scanouts >> VSHM_DISPLAY_MAX_SCANOUTS) != 0)) {
 		free(c);
 		close(fd);
 		return -EINVAL;

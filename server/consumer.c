@@ -873,22 +873,6 @@ static void handle_features(struct vgs_consumer *c, const uint8_t *p)
 	rearm(c);
 }
 
-static bool role_valid(const char *role)
-{
-	size_t n = strnlen(role, VSHM_DISPLAY_ROLE_SIZE);
-
-	if (n == 0 || n == VSHM_DISPLAY_ROLE_SIZE)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = role[i];
-
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
-			return false;
-	}
-	return true;
-}
-
 static void handle_hello(struct vgs_consumer *c, const struct vshm_display_hello *h)
 {
 	struct vgs_consumers *cs = c->cs;
@@ -901,7 +885,7 @@ static void handle_hello(struct vgs_consumer *c, const struct vshm_display_hello
 		              "HELLO version 0");
 		return;
 	}
-	if (h->scanouts >> VSHM_DISPLAY_MAX_SCANOUTS || !role_valid(h->role)) {
+	if (h->scanouts >> VSHM_DISPLAY_MAX_SCANOUTS || !vshm_display_role_valid(h->role)) {
 		consumer_fail(c, VSHM_DISPLAY_ERR_MALFORMED, VSHM_DISPLAY_HELLO, 0,
 		              "HELLO with bad scanouts or role");
 		return;

@@ -45,7 +45,9 @@
 #ifndef VSHM_PROTO_VSHM_DISPLAY_H
 #define VSHM_PROTO_VSHM_DISPLAY_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Protocol version carried in HELLO. Bumped when messages or fields are added. */
 #define VSHM_DISPLAY_VERSION 1
@@ -372,5 +374,26 @@ _Static_assert(sizeof(struct vshm_display_stats) == 192, "stats");
 _Static_assert(sizeof(struct vshm_display_stats_scanout) == 32, "stats_scanout");
 /* The largest consumer message must fit the consumer payload bound. */
 _Static_assert(sizeof(struct vshm_display_hello) <= VSHM_DISPLAY_MAX_C2D_PAYLOAD, "c2d bound");
+
+/*
+ * HELLO.role (section 7.1): 1..31 bytes of [A-Za-z0-9._-] followed by a
+ * NUL within VSHM_DISPLAY_ROLE_SIZE. Shared by the daemon (checking a
+ * consumer's HELLO) and consumers (checking their own configuration).
+ */
+static inline bool vshm_display_role_valid(const char *role)
+{
+	size_t n = strnlen(role, VSHM_DISPLAY_ROLE_SIZE);
+
+	if (n == 0 || n == VSHM_DISPLAY_ROLE_SIZE)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = role[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+			return false;
+	}
+	return true;
+}
 
 #endif
