@@ -643,18 +643,8 @@ static bool sync_scanout(struct vgs_consumer *c, uint32_t s)
 	m->sent_valid = true;
 	m->sent_buffer = want;
 	m->sent_rect = d->rect;
-	if (want) {
-		/* The next FRAME after a SCANOUT is FULL. */
-		if (!m->mb_full) {
-			m->mb_full = true;
-			m->mb_seq = d->seq;
-			m->mb_flush_ns = d->last_flush_ns;
-		}
-		m->mb_whole = true;
-		m->mb_nrects = 0;
-	} else {
-		m->mb_full = false;
-	}
+	/* The next FRAME after a SCANOUT is FULL. */
+	consumer_mailbox_reset(m, d, want != 0);
 	return true;
 }
 

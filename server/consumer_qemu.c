@@ -236,17 +236,7 @@ void consumer_qemu_sync(struct vgs_consumer *c)
 			return;
 		}
 		/* A new surface shows only after an UPDATE: all of it. */
-		if (w) {
-			if (!m->mb_full) {
-				m->mb_full = true;
-				m->mb_seq = d->seq;
-				m->mb_flush_ns = d->last_flush_ns;
-			}
-			m->mb_whole = true;
-			m->mb_nrects = 0;
-		} else {
-			m->mb_full = false;
-		}
+		consumer_mailbox_reset(m, d, w != 0);
 	}
 	if (!sync_cursor(c))
 		return;

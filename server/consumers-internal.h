@@ -248,6 +248,26 @@ int consumer_send_frame_msg_fd(struct vgs_consumer *c, struct iovec *iov, int io
                                struct vgs_image *img, void *buf, int fd);
 void consumer_update_watch(struct vgs_consumer *c);
 uint64_t consumer_queued(const struct vgs_consumer *c);
+/*
+ * After the consumer was told of a new picture on a scanout (SCANOUT, or a
+ * QEMU surface): with @shown its mailbox holds a whole-scanout frame of the
+ * current number (keeping a pending frame's own number), else it is empty.
+ */
+static inline void consumer_mailbox_reset(struct cscan *m, const struct dscanout *d, bool shown)
+{
+	if (!shown) {
+		m->mb_full = false;
+		return;
+	}
+	if (!m->mb_full) {
+		m->mb_full = true;
+		m->mb_seq = d->seq;
+		m->mb_flush_ns = d->last_flush_ns;
+	}
+	m->mb_whole = true;
+	m->mb_nrects = 0;
+}
+
 void consumer_mailbox_put(struct vgs_consumer *c, uint32_t scanout, const struct vgs_rect *damage,
                           bool whole);
 void consumer_frame_written(struct vgs_consumer *c, uint32_t scanout, uint64_t flush_ns,
