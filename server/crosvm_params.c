@@ -6,6 +6,7 @@
  * types and defaults crosvm documents); no crosvm code is used.
  */
 #include "crosvm_params.h"
+#include "options.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -16,21 +17,6 @@
 #include <json-c/json.h>
 #endif
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
 #ifndef VSHM_HAVE_JSONC
 
 int vgs_crosvm_params_parse(const char *json, struct vgs_crosvm_params *out, char *err,
@@ -38,7 +24,7 @@ int vgs_crosvm_params_parse(const char *json, struct vgs_crosvm_params *out, cha
 {
 	(void)json;
 	memset(out, 0, sizeof(*out));
-	fail(err, errlen, "--params: this vshm-gpu was built without json-c");
+	vgs_option_error(err, errlen, "--params: this vshm-gpu was built without json-c");
 	return -ENOTSUP;
 }
 
@@ -98,17 +84,17 @@ static int get_uint(json_object *v, const char *what, uint64_t min, uint64_t max
 	uint64_t u;
 
 	if (!json_object_is_type(v, json_type_int))
-		return fail(err, errlen, "--params: '%s' must be an integer, not %s", what,
-		            type_name(json_object_get_type(v)));
+		return vgs_option_error(err, errlen, "--params: '%s' must be an integer, not %s",
+		                        what, type_name(json_object_get_type(v)));
 	errno = 0;
 	s = json_object_get_int64(v);
 	if (s < 0)
-		return fail(err, errlen, "--params: '%s' must not be negative", what);
+		return vgs_option_error(err, errlen, "--params: '%s' must not be negative", what);
 	u = json_object_get_uint64(v);
 	if (errno || u < min || u > max)
-		return fail(err, errlen, "--params: '%s' = %s is outside %llu..%llu", what,
-		            json_object_to_json_string(v), (unsigned long long)min,
-		            (unsigned long long)max);
+		return vgs_option_error(err, errlen, "--params: '%s' = %s is outside %llu..%llu",
+		                        what, json_object_to_json_string(v),
+		                        (unsigned long long)min, (unsigned long long)max);
 	*out = u;
 	return 0;
 }
@@ -126,8 +112,8 @@ static int get_dim(json_object *v, const char *what, uint32_t *out, char *err, s
 static int check_type(json_object *v, const char *what, enum json_type t, char *err, size_t errlen)
 {
 	if (!json_object_is_type(v, t))
-		return fail(err, errlen, "--params: '%s' must be %s, not %s", what, type_name(t),
-		            type_name(json_object_get_type(v)));
+		return vgs_option_error(err, errlen, "--params: '%s' must be %s, not %s", what,
+		                        type_name(t), type_name(json_object_get_type(v)));
 	return 0;
 }
 
@@ -138,7 +124,8 @@ static int get_pair(json_object *v, const char *what, uint64_t min, uint64_t max
 	uint64_t u;
 
 	if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) != 2)
-		return fail(err, errlen, "--params: '%s' must be an array of two integers", what);
+		return vgs_option_error(err, errlen,
+		                        "--params: '%s' must be an array of two integers", what);
 	for (size_t i = 0; i < 2; i++) {
 		if (get_uint(json_object_array_get_idx(v, i), what, min, max, &u, err, errlen) < 0)
 			return -EINVAL;
@@ -157,7 +144,8 @@ static int parse_display(json_object *o, size_t idx, struct vgs_crosvm_display *
 	d->refresh_rate = 60;
 	d->dpi[0] = d->dpi[1] = 320;
 	if (!json_object_is_type(o, json_type_object))
-		return fail(err, errlen, "--params: displays[%zu] must be an object", idx);
+		return vgs_option_error(err, errlen, "--params: displays[%zu] must be an object",
+		                        idx);
 	json_object_object_foreach(o, key, v)
 	{
 		if (!strcmp(key, "mode")) {
@@ -166,10 +154,10 @@ static int parse_display(json_object *o, size_t idx, struct vgs_crosvm_display *
 			if (!json_object_is_type(v, json_type_object) ||
 			    json_object_object_length(v) != 1 ||
 			    !json_object_object_get_ex(v, "windowed", &w))
-				return fail(err, errlen,
-				            "--params: displays[%zu].mode must be "
-				            "{\"windowed\": [WIDTH, HEIGHT]}",
-				            idx);
+				return vgs_option_error(err, errlen,
+				                        "--params: displays[%zu].mode must be "
+				                        "{\"windowed\": [WIDTH, HEIGHT]}",
+				                        idx);
 			if (get_pair(w, "displays[].mode.windowed", 1, VGS_CROSVM_MAX_DIM, wh, err,
 			             errlen) < 0)
 				return -EINVAL;
@@ -187,10 +175,11 @@ static int parse_display(json_object *o, size_t idx, struct vgs_crosvm_display *
 			if (get_pair(v, "displays[].dpi", 1, 100000, d->dpi, err, errlen) < 0)
 				return -EINVAL;
 		} else {
-			return fail(err, errlen,
-			            "--params: unknown key '%s' in displays[%zu] (known: mode, "
-			            "refresh-rate, hidden, dpi)",
-			            key, idx);
+			return vgs_option_error(
+			        err, errlen,
+			        "--params: unknown key '%s' in displays[%zu] (known: mode, "
+			        "refresh-rate, hidden, dpi)",
+			        key, idx);
 		}
 	}
 	return 0;
@@ -208,14 +197,15 @@ static int parse_context_types(const char *s, char *err, size_t errlen)
 		known |= strlen(crosvm_context_types[i]) == n &&
 		         !strncmp(s, crosvm_context_types[i], n);
 	if (known)
-		return fail(err, errlen,
-		            "--params: context type '%.*s' needs a 3D renderer, which this "
-		            "vshm-gpu does not have; supported context types: none (use "
-		            "\"context-types\": \"\")",
-		            (int)(n > 64 ? 64 : n), s);
-	return fail(err, errlen,
-	            "--params: unknown context type '%.*s'; supported context types: none",
-	            (int)(n > 64 ? 64 : n), s);
+		return vgs_option_error(
+		        err, errlen,
+		        "--params: context type '%.*s' needs a 3D renderer, which this "
+		        "vshm-gpu does not have; supported context types: none (use "
+		        "\"context-types\": \"\")",
+		        (int)(n > 64 ? 64 : n), s);
+	return vgs_option_error(
+	        err, errlen, "--params: unknown context type '%.*s'; supported context types: none",
+	        (int)(n > 64 ? 64 : n), s);
 }
 
 static int parse_backend(const char *s, char *err, size_t errlen)
@@ -224,11 +214,13 @@ static int parse_backend(const char *s, char *err, size_t errlen)
 		return 0;
 	if (!strcmp(s, "virglrenderer") || !strcmp(s, "3d") || !strcmp(s, "3D") ||
 	    !strcmp(s, "gfxstream"))
-		return fail(err, errlen,
-		            "--params: backend '%s': 3D rendering is not supported by this build "
-		            "yet; use \"2d\" (or leave it out)",
-		            s);
-	return fail(err, errlen, "--params: unknown backend '%s' (supported: \"2d\")", s);
+		return vgs_option_error(
+		        err, errlen,
+		        "--params: backend '%s': 3D rendering is not supported by this build "
+		        "yet; use \"2d\" (or leave it out)",
+		        s);
+	return vgs_option_error(err, errlen, "--params: unknown backend '%s' (supported: \"2d\")",
+	                        s);
 }
 
 static int parse_key(const char *key, json_object *v, struct vgs_crosvm_params *out, char *err,
@@ -252,8 +244,8 @@ static int parse_key(const char *key, json_object *v, struct vgs_crosvm_params *
 			return -EINVAL;
 		n = json_object_array_length(v);
 		if (n > VGS_MAX_SCANOUTS)
-			return fail(err, errlen, "--params: %zu displays, at most %d", n,
-			            VGS_MAX_SCANOUTS);
+			return vgs_option_error(err, errlen, "--params: %zu displays, at most %d",
+			                        n, VGS_MAX_SCANOUTS);
 		for (size_t i = 0; i < n; i++)
 			if (parse_display(json_object_array_get_idx(v, i), i, &out->displays[i],
 			                  err, errlen) < 0)
@@ -277,9 +269,9 @@ static int parse_key(const char *key, json_object *v, struct vgs_crosvm_params *
 			return -EINVAL;
 		/* A PCI BAR is a power of two (which also makes it a page multiple). */
 		if (u & (u - 1))
-			return fail(err, errlen,
-			            "--params: 'pci-bar-size' %llu is not a power of two",
-			            (unsigned long long)u);
+			return vgs_option_error(
+			        err, errlen, "--params: 'pci-bar-size' %llu is not a power of two",
+			        (unsigned long long)u);
 		out->pci_bar_size = u;
 		return 0;
 	}
@@ -295,8 +287,9 @@ static int parse_key(const char *key, json_object *v, struct vgs_crosvm_params *
 			return -EINVAL;
 		s = json_object_get_string(v);
 		if (strcmp(s, "vulkan") && strcmp(s, "vk"))
-			return fail(err, errlen,
-			            "--params: unknown wsi '%s' (\"vk\" or \"vulkan\")", s);
+			return vgs_option_error(err, errlen,
+			                        "--params: unknown wsi '%s' (\"vk\" or \"vulkan\")",
+			                        s);
 		return 0;
 	}
 	if (!strcmp(key, "audio-device-mode")) {
@@ -305,17 +298,19 @@ static int parse_key(const char *key, json_object *v, struct vgs_crosvm_params *
 			return -EINVAL;
 		s = json_object_get_string(v);
 		if (strcmp(s, "per-surface") && strcmp(s, "one-global"))
-			return fail(err, errlen, "--params: unknown audio-device-mode '%s'", s);
+			return vgs_option_error(err, errlen,
+			                        "--params: unknown audio-device-mode '%s'", s);
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof(ignored_keys) / sizeof(*ignored_keys); i++)
 		if (!strcmp(key, ignored_keys[i].name))
 			return check_type(v, key, ignored_keys[i].type, err, errlen);
-	return fail(err, errlen,
-	            "--params: unknown key '%s' (vshm-gpu accepts crosvm's GpuParameters keys: "
-	            "backend, context-types, displays, width, height, max-num-displays, "
-	            "pci-bar-size, udmabuf and the renderer options)",
-	            key);
+	return vgs_option_error(
+	        err, errlen,
+	        "--params: unknown key '%s' (vshm-gpu accepts crosvm's GpuParameters keys: "
+	        "backend, context-types, displays, width, height, max-num-displays, "
+	        "pci-bar-size, udmabuf and the renderer options)",
+	        key);
 }
 
 int vgs_crosvm_params_parse(const char *json, struct vgs_crosvm_params *out, char *err,
@@ -330,23 +325,23 @@ int vgs_crosvm_params_parse(const char *json, struct vgs_crosvm_params *out, cha
 	if (err && errlen)
 		err[0] = '\0';
 	if (!json || len == 0)
-		return fail(err, errlen, "--params: empty JSON");
+		return vgs_option_error(err, errlen, "--params: empty JSON");
 	if (len > VGS_CROSVM_MAX_JSON_BYTES)
-		return fail(err, errlen, "--params: JSON longer than %u bytes",
-		            VGS_CROSVM_MAX_JSON_BYTES);
+		return vgs_option_error(err, errlen, "--params: JSON longer than %u bytes",
+		                        VGS_CROSVM_MAX_JSON_BYTES);
 	tok = json_tokener_new_ex(16); /* nesting depth: displays[].mode.windowed is 4 */
 	if (!tok)
-		return fail(err, errlen, "--params: out of memory");
+		return vgs_option_error(err, errlen, "--params: out of memory");
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	root = json_tokener_parse_ex(tok, json, (int)len);
 	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
 	    json_tokener_get_parse_end(tok) != len) {
-		r = fail(err, errlen, "--params: not valid JSON (%s)",
-		         json_tokener_error_desc(json_tokener_get_error(tok)));
+		r = vgs_option_error(err, errlen, "--params: not valid JSON (%s)",
+		                     json_tokener_error_desc(json_tokener_get_error(tok)));
 		goto out;
 	}
 	if (!json_object_is_type(root, json_type_object)) {
-		r = fail(err, errlen, "--params: the JSON must be an object");
+		r = vgs_option_error(err, errlen, "--params: the JSON must be an object");
 		goto out;
 	}
 	json_object_object_foreach(root, key, v)
@@ -356,8 +351,9 @@ int vgs_crosvm_params_parse(const char *json, struct vgs_crosvm_params *out, cha
 			goto out;
 	}
 	if (out->max_num_displays && out->num_displays > out->max_num_displays)
-		r = fail(err, errlen, "--params: %u displays but max-num-displays is %u",
-		         out->num_displays, out->max_num_displays);
+		r = vgs_option_error(err, errlen,
+		                     "--params: %u displays but max-num-displays is %u",
+		                     out->num_displays, out->max_num_displays);
 out:
 	json_object_put(root);
 	json_tokener_free(tok);

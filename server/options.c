@@ -118,10 +118,7 @@ const char *vgs_options_usage(void)
 	return usage_text;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+int vgs_option_error(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -274,10 +271,10 @@ static int parse_display(const char *arg, struct vgs_display_opt *d, char *err, 
 
 	memset(d, 0, sizeof(*d));
 	if (plen == 0)
-		return fail(err, errlen, "--display: empty socket path");
+		return vgs_option_error(err, errlen, "--display: empty socket path");
 	if (plen >= sizeof(d->path))
-		return fail(err, errlen, "--display: socket path longer than %zu bytes",
-		            sizeof(d->path) - 1);
+		return vgs_option_error(err, errlen, "--display: socket path longer than %zu bytes",
+		                        sizeof(d->path) - 1);
 	memcpy(d->path, arg, plen);
 	while (comma) {
 		const char *tok = comma + 1, *next = strchr(tok, ',');
@@ -286,43 +283,49 @@ static int parse_display(const char *arg, struct vgs_display_opt *d, char *err, 
 		comma = next;
 		if (len > 9 && !strncmp(tok, "scanouts=", 9)) {
 			if (have_list)
-				return fail(err, errlen, "--display: scanouts= given twice");
+				return vgs_option_error(err, errlen,
+				                        "--display: scanouts= given twice");
 			have_list = in_list = true;
 			if (len - 9 >= sizeof(list))
-				return fail(err, errlen, "--display: scanout list too long");
+				return vgs_option_error(err, errlen,
+				                        "--display: scanout list too long");
 			memcpy(list, tok + 9, len - 9);
 			list[len - 9] = '\0';
 		} else if (len > 5 && !strncmp(tok, "role=", 5)) {
 			if (have_role)
-				return fail(err, errlen, "--display: role= given twice");
+				return vgs_option_error(err, errlen,
+				                        "--display: role= given twice");
 			have_role = true;
 			in_list = false;
 			if (len - 5 >= sizeof(d->role))
-				return fail(err, errlen, "--display: role longer than %zu bytes",
-				            sizeof(d->role) - 1);
+				return vgs_option_error(err, errlen,
+				                        "--display: role longer than %zu bytes",
+				                        sizeof(d->role) - 1);
 			for (size_t i = 5; i < len; i++)
 				if (!role_char_ok(tok[i]))
-					return fail(err, errlen,
-					            "--display: role may use only [A-Za-z0-9._-]");
+					return vgs_option_error(
+					        err, errlen,
+					        "--display: role may use only [A-Za-z0-9._-]");
 			memcpy(d->role, tok + 5, len - 5);
 		} else if (in_list && len > 0 && tok[0] >= '0' && tok[0] <= '9') {
 			size_t have = strlen(list);
 
 			if (have + 1 + len >= sizeof(list))
-				return fail(err, errlen, "--display: scanout list too long");
+				return vgs_option_error(err, errlen,
+				                        "--display: scanout list too long");
 			list[have] = ',';
 			memcpy(list + have + 1, tok, len);
 			list[have + 1 + len] = '\0';
 		} else {
-			return fail(err, errlen, "--display: unknown sub-option '%.*s'", (int)len,
-			            tok);
+			return vgs_option_error(err, errlen, "--display: unknown sub-option '%.*s'",
+			                        (int)len, tok);
 		}
 	}
 	if (have_list && !parse_scanout_list(list, &d->scanouts))
-		return fail(err, errlen,
-		            "--display: scanouts='%s' is not a list like 0,1 or 0-3 "
-		            "(ids < %d)",
-		            list, VGS_MAX_SCANOUTS);
+		return vgs_option_error(err, errlen,
+		                        "--display: scanouts='%s' is not a list like 0,1 or 0-3 "
+		                        "(ids < %d)",
+		                        list, VGS_MAX_SCANOUTS);
 	return 0;
 }
 
@@ -365,13 +368,14 @@ int vgs_options_parse(int argc, char *const argv[], struct vgs_options *o, char 
 		switch (c) {
 		case 's':
 			if (!optarg[0])
-				return fail(err, errlen, "--socket-path: empty path");
+				return vgs_option_error(err, errlen, "--socket-path: empty path");
 			o->socket_path = optarg;
 			break;
 		case 'f':
 			if (!parse_u32_full(optarg, INT32_MAX, &u))
-				return fail(err, errlen,
-				            "--fd: '%s' is not a file descriptor number", optarg);
+				return vgs_option_error(
+				        err, errlen, "--fd: '%s' is not a file descriptor number",
+				        optarg);
 			o->fd = (int)u;
 			have_fd = true;
 			break;
@@ -380,7 +384,7 @@ int vgs_options_parse(int argc, char *const argv[], struct vgs_options *o, char 
 			return 0;
 		case 'r':
 			if (!optarg[0])
-				return fail(err, errlen, "--render-node: empty path");
+				return vgs_option_error(err, errlen, "--render-node: empty path");
 			o->render_node = optarg;
 			break;
 		case 'v':
@@ -388,19 +392,22 @@ int vgs_options_parse(int argc, char *const argv[], struct vgs_options *o, char 
 			break;
 		case OPT_SCANOUTS:
 			if (!parse_u32_full(optarg, VGS_MAX_SCANOUTS, &u) || u < 1)
-				return fail(err, errlen, "--scanouts: '%s' is not in 1..%d", optarg,
-				            VGS_MAX_SCANOUTS);
+				return vgs_option_error(err, errlen,
+				                        "--scanouts: '%s' is not in 1..%d", optarg,
+				                        VGS_MAX_SCANOUTS);
 			o->num_scanouts = u;
 			break;
 		case OPT_MODE:
 			if (!parse_mode(optarg, &w, &h, &idx))
-				return fail(err, errlen,
-				            "--mode: '%s' is not WxH[@N] (1..%u pixels, N < %d)",
-				            optarg, VGS_OPT_MAX_DIM, VGS_MAX_SCANOUTS);
+				return vgs_option_error(
+				        err, errlen,
+				        "--mode: '%s' is not WxH[@N] (1..%u pixels, N < %d)",
+				        optarg, VGS_OPT_MAX_DIM, VGS_MAX_SCANOUTS);
 			if (idx < 0) {
 				if (next_mode >= VGS_MAX_SCANOUTS)
-					return fail(err, errlen, "--mode: more than %d modes",
-					            VGS_MAX_SCANOUTS);
+					return vgs_option_error(err, errlen,
+					                        "--mode: more than %d modes",
+					                        VGS_MAX_SCANOUTS);
 				idx = (int)next_mode++;
 			}
 			o->width[idx] = w;
@@ -410,51 +417,57 @@ int vgs_options_parse(int argc, char *const argv[], struct vgs_options *o, char 
 		case OPT_LOG_LEVEL:
 			o->log_level = parse_log_level(optarg);
 			if (o->log_level < 0)
-				return fail(err, errlen,
-				            "--log-level: '%s' is not error, warn, info or debug",
-				            optarg);
+				return vgs_option_error(
+				        err, errlen,
+				        "--log-level: '%s' is not error, warn, info or debug",
+				        optarg);
 			break;
 		case OPT_MAX_RESOURCES:
 			if (!parse_u32_full(optarg, VGS_OPT_MAX_RESOURCES, &u) || u < 1)
-				return fail(err, errlen, "--max-resources: '%s' is not in 1..%u",
-				            optarg, VGS_OPT_MAX_RESOURCES);
+				return vgs_option_error(err, errlen,
+				                        "--max-resources: '%s' is not in 1..%u",
+				                        optarg, VGS_OPT_MAX_RESOURCES);
 			o->max_resources = u;
 			break;
 		case OPT_MAX_HOST_MEMORY:
 			if (!parse_size(optarg, &size) || size < VGS_OPT_MIN_HOST_MEMORY ||
 			    size > VGS_OPT_MAX_HOST_MEMORY)
-				return fail(err, errlen,
-				            "--max-host-memory: '%s' is not a size in 1M..1024G "
-				            "(SIZE[K|M|G])",
-				            optarg);
+				return vgs_option_error(
+				        err, errlen,
+				        "--max-host-memory: '%s' is not a size in 1M..1024G "
+				        "(SIZE[K|M|G])",
+				        optarg);
 			o->max_host_memory = size;
 			break;
 		case OPT_DISPLAY:
 			if (o->num_displays == VGS_OPT_MAX_DISPLAYS)
-				return fail(err, errlen, "--display: more than %d sockets",
-				            VGS_OPT_MAX_DISPLAYS);
+				return vgs_option_error(err, errlen,
+				                        "--display: more than %d sockets",
+				                        VGS_OPT_MAX_DISPLAYS);
 			if (parse_display(optarg, &o->displays[o->num_displays], err, errlen) < 0)
 				return -EINVAL;
 			o->num_displays++;
 			break;
 		case OPT_HEARTBEAT_MS:
 			if (!parse_u32_full(optarg, 10000, &u) || u < 5)
-				return fail(err, errlen, "--heartbeat-ms: '%s' is not in 5..10000",
-				            optarg);
+				return vgs_option_error(err, errlen,
+				                        "--heartbeat-ms: '%s' is not in 5..10000",
+				                        optarg);
 			o->heartbeat_ms = u;
 			break;
 		case OPT_RELEASE_TIMEOUT_MS:
 			if (!parse_u32_full(optarg, 60000, &u) || u < 1)
-				return fail(err, errlen,
-				            "--release-timeout-ms: '%s' is not in 1..60000",
-				            optarg);
+				return vgs_option_error(
+				        err, errlen,
+				        "--release-timeout-ms: '%s' is not in 1..60000", optarg);
 			o->release_timeout_ms = u;
 			break;
 		case OPT_CONSUMER_DEADLINE_MS:
 			if (!parse_u32_full(optarg, 600000, &u) || u < 10)
-				return fail(err, errlen,
-				            "--consumer-deadline-ms: '%s' is not in 10..600000",
-				            optarg);
+				return vgs_option_error(
+				        err, errlen,
+				        "--consumer-deadline-ms: '%s' is not in 10..600000",
+				        optarg);
 			o->consumer_deadline_ms = u;
 			break;
 		case OPT_SANDBOX:
@@ -465,8 +478,9 @@ int vgs_options_parse(int argc, char *const argv[], struct vgs_options *o, char 
 			else if (!strcmp(optarg, "on"))
 				o->sandbox = VGS_SANDBOX_ON;
 			else
-				return fail(err, errlen, "--sandbox: '%s' is not off, log or on",
-				            optarg);
+				return vgs_option_error(err, errlen,
+				                        "--sandbox: '%s' is not off, log or on",
+				                        optarg);
 			break;
 		case OPT_PARAMS:
 			o->crosvm_params = optarg; /* parsed by the daemon (json-c) */
@@ -474,10 +488,10 @@ int vgs_options_parse(int argc, char *const argv[], struct vgs_options *o, char 
 		case OPT_HOST_VISIBLE_SIZE:
 			if (!parse_size(optarg, &size) || size % 4096 ||
 			    (size && (size < (1ull << 20) || size > (1ull << 40))))
-				return fail(err, errlen,
-				            "--host-visible-size: '%s' is not 0 or a "
-				            "4K multiple in 1M..1024G",
-				            optarg);
+				return vgs_option_error(err, errlen,
+				                        "--host-visible-size: '%s' is not 0 or a "
+				                        "4K multiple in 1M..1024G",
+				                        optarg);
 			o->host_visible_size = size;
 			o->host_visible_set = true;
 			break;
@@ -488,12 +502,13 @@ int vgs_options_parse(int argc, char *const argv[], struct vgs_options *o, char 
 		case OPT_X_DISPLAY:
 		case OPT_RESOURCE_BRIDGE:
 			/* vshm-gpu does not present windows itself: consumers do. */
-			return fail(err, errlen,
-			            "%s is not supported: vshm-gpu does not draw windows itself; "
-			            "show scanouts through --display consumers instead",
-			            c == OPT_WAYLAND_SOCK ? "--wayland-sock"
-			            : c == OPT_X_DISPLAY  ? "--x-display"
-			                                  : "--resource-bridge");
+			return vgs_option_error(
+			        err, errlen,
+			        "%s is not supported: vshm-gpu does not draw windows itself; "
+			        "show scanouts through --display consumers instead",
+			        c == OPT_WAYLAND_SOCK ? "--wayland-sock"
+			        : c == OPT_X_DISPLAY  ? "--x-display"
+			                              : "--resource-bridge");
 		case 'h':
 			o->action = VGS_ACTION_HELP;
 			return 0;
@@ -501,33 +516,40 @@ int vgs_options_parse(int argc, char *const argv[], struct vgs_options *o, char 
 			o->action = VGS_ACTION_VERSION;
 			return 0;
 		case ':':
-			return fail(err, errlen, "option '%s' needs an argument", argv[optind - 1]);
+			return vgs_option_error(err, errlen, "option '%s' needs an argument",
+			                        argv[optind - 1]);
 		case '?':
 		default:
 			if (optopt && optopt < 0x100)
-				return fail(err, errlen, "unknown option '-%c'", optopt);
-			return fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
+				return vgs_option_error(err, errlen, "unknown option '-%c'",
+				                        optopt);
+			return vgs_option_error(err, errlen, "unknown option '%s'",
+			                        argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
-		return fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+		return vgs_option_error(err, errlen, "unexpected argument '%s'", argv[optind]);
 
 	if (o->socket_path && have_fd)
-		return fail(err, errlen, "--socket-path and --fd are mutually exclusive");
+		return vgs_option_error(err, errlen,
+		                        "--socket-path and --fd are mutually exclusive");
 	if (!o->socket_path && !have_fd)
-		return fail(err, errlen, "one of --socket-path or --fd is required");
+		return vgs_option_error(err, errlen, "one of --socket-path or --fd is required");
 	for (unsigned i = 0; i < o->num_displays; i++) {
 		if (o->displays[i].scanouts >> o->num_scanouts)
-			return fail(err, errlen,
-			            "--display=%s: a scanout in scanouts= is >= --scanouts=%u",
-			            o->displays[i].path, o->num_scanouts);
+			return vgs_option_error(
+			        err, errlen,
+			        "--display=%s: a scanout in scanouts= is >= --scanouts=%u",
+			        o->displays[i].path, o->num_scanouts);
 		for (unsigned j = 0; j < i; j++)
 			if (!strcmp(o->displays[i].path, o->displays[j].path))
-				return fail(err, errlen, "--display: socket %s given twice",
-				            o->displays[i].path);
+				return vgs_option_error(err, errlen,
+				                        "--display: socket %s given twice",
+				                        o->displays[i].path);
 	}
 	if (o->mode_mask >> o->num_scanouts)
-		return fail(err, errlen, "--mode: a mode is given for a scanout >= --scanouts=%u",
-		            o->num_scanouts);
+		return vgs_option_error(err, errlen,
+		                        "--mode: a mode is given for a scanout >= --scanouts=%u",
+		                        o->num_scanouts);
 	return 0;
 }

@@ -86,4 +86,12 @@ int vgs_options_parse(int argc, char *const argv[], struct vgs_options *opts, ch
 /* The --help text. */
 const char *vgs_options_usage(void);
 
+/*
+ * Format a command-line error into @err (@errlen bytes, may be 0) and
+ * return -EINVAL: the one error path of every option parser (options.c,
+ * crosvm_params.c).
+ */
+int vgs_option_error(char *err, size_t errlen, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
 #endif
