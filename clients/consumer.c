@@ -19,6 +19,7 @@
 
 #include <vshm-proto/qemu-display.h>
 #include <vshm/conn.h>
+#include <vshm/loop.h>
 
 #define HDR_SIZE        VHOST_USER_GPU_HDR_SIZE
 #define FLAG_REPLY      VHOST_USER_GPU_MSG_FLAG_REPLY
@@ -164,9 +165,7 @@ int vsc_convert_row(uint32_t fourcc, const uint8_t *src, uint32_t width, uint8_t
 
 uint64_t vsc_now_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return vshm_now_ns(); /* the daemon's timestamps use the same clock */
 }
 
 __attribute__((format(printf, 3, 4))) static int fail(struct vsc *c, int err, const char *fmt, ...)

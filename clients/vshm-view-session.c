@@ -18,11 +18,11 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <vshm-proto/qemu-display.h>
 #include <vshm/conn.h>
+#include <vshm/loop.h>
 
 #include "vshm-view.h"
 
@@ -52,13 +52,6 @@ struct vvs {
 	struct vvs_buffer buf[VSHM_DISPLAY_MAX_BUFFERS];
 	char err[256];
 };
-
-uint64_t vvs_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 __attribute__((format(printf, 3, 4))) static int fail(struct vvs *s, int err, const char *fmt, ...)
 {
@@ -458,7 +451,7 @@ static int handle_msg(struct vvs *s, struct vshm_conn_msg *m)
 	case VSHM_DISPLAY_SCANOUT:
 		return on_scanout(s, p, size);
 	case VSHM_DISPLAY_FRAME:
-		return on_frame(s, p, size, m, vvs_now_ns());
+		return on_frame(s, p, size, m, vshm_now_ns());
 	case VSHM_DISPLAY_HEARTBEAT:
 		return on_heartbeat(s, p, size);
 	case VSHM_DISPLAY_CURSOR:

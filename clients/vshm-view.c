@@ -29,6 +29,8 @@
 #include "linux-dmabuf-unstable-v1-client-protocol.h"
 #include "presentation-time-client-protocol.h"
 #include "viewporter-client-protocol.h"
+#include <vshm/loop.h>
+
 #include "vshm-view.h"
 #include "xdg-shell-client-protocol.h"
 
@@ -506,7 +508,7 @@ static void vv_window_draw_overlay(struct vv_window *w)
 	if (!sb || vv_shmbuf_ensure(v, sb, VV_OVERLAY_W, VV_OVERLAY_H) < 0)
 		return;
 	if (v->s) {
-		uint64_t last = vvs_last_flush_ns(v->s, w->id), now = vvs_now_ns();
+		uint64_t last = vvs_last_flush_ns(v->s, w->id), now = vshm_now_ns();
 		known = last && now > last;
 		age = known ? now - last : 0;
 	}
@@ -662,7 +664,7 @@ static void vv_add_feedback(struct vv_window *w, const struct vvs_frame *f)
 	fb->seq = f->seq;
 	fb->flush_ns = f->flush_ns;
 	fb->recv_ns = f->recv_ns;
-	fb->commit_ns = vvs_now_ns();
+	fb->commit_ns = vshm_now_ns();
 	fb->gen = v->gen;
 	fb->fb = wp_presentation_feedback(v->presentation, w->surf);
 	wp_presentation_feedback_add_listener(fb->fb, &vv_fb_listener, fb);
@@ -1121,7 +1123,7 @@ static void vv_connect(struct vv *v)
 			printf("vshm-view: waiting for the daemon at %s (%s), retrying every 1 s\n",
 			       v->socket, strerror(-r));
 		v->said_waiting = true;
-		v->next_connect_ns = vvs_now_ns() + VV_RECONNECT_NS;
+		v->next_connect_ns = vshm_now_ns() + VV_RECONNECT_NS;
 		fflush(stdout);
 		return;
 	}
@@ -1144,7 +1146,7 @@ static void vv_disconnect(struct vv *v, const char *why)
 	vvs_destroy(&v->s);
 	v->gen++;
 	v->reconnects++;
-	v->next_connect_ns = vvs_now_ns() + VV_RECONNECT_NS;
+	v->next_connect_ns = vshm_now_ns() + VV_RECONNECT_NS;
 }
 
 /* ---- wayland globals and input -------------------------------------------------------- */
@@ -1506,13 +1508,13 @@ static void vv_report(struct vv *v)
 
 static int vv_run(struct vv *v)
 {
-	uint64_t start = vvs_now_ns(), next_overlay = start;
+	uint64_t start = vshm_now_ns(), next_overlay = start;
 	uint64_t deadline = v->timeout_s > 0 ? start + (uint64_t)(v->timeout_s * 1e9) : 0;
 
 	vv_connect(v);
 	while (!v->quit && !vv_signal) {
 		struct pollfd pfd[2] = { { wl_display_get_fd(v->display), POLLIN, 0 } };
-		uint64_t now = vvs_now_ns(), wake = now + 1000000000ull;
+		uint64_t now = vshm_now_ns(), wake = now + 1000000000ull;
 		int nfds = 1, timeout;
 
 		if (v->max_frames && v->presented >= v->max_frames)

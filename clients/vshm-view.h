@@ -87,7 +87,6 @@ uint64_t vvs_features(const struct vvs *s);
 /* Newest known flush time of @scanout_id (FRAME or HEARTBEAT), 0 if none. */
 uint64_t vvs_last_flush_ns(const struct vvs *s, uint32_t scanout_id);
 const char *vvs_error(const struct vvs *s);
-uint64_t vvs_now_ns(void);
 
 /* --- overlay text (vshm-view-overlay.c) --------------------------------------------- */
 

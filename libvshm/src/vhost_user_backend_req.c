@@ -13,10 +13,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <vshm/conn.h>
 #include <vshm/log.h>
+#include <vshm/loop.h>
 #include <vshm/vhost_user.h>
 
 #include "util.h"
@@ -63,10 +63,7 @@ void vu_backend_destroy(struct vu_backend *b)
 
 static int64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)(vshm_now_ns() / 1000000);
 }
 
 /*

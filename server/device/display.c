@@ -8,7 +8,8 @@
  */
 #include <errno.h>
 #include <string.h>
-#include <time.h>
+
+#include <vshm/loop.h>
 
 #include "gpu-internal.h"
 
@@ -44,11 +45,8 @@ void vgs_display_scanout(struct vgs_gpu *gpu, uint32_t scanout_id)
 
 void vgs_display_flush(struct vgs_gpu *gpu, uint32_t scanout_id, const struct vgs_rect *damage)
 {
-	struct timespec ts;
-	uint64_t now;
+	uint64_t now = vshm_now_ns();
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	for (unsigned i = 0; i < gpu->nsinks; i++)
 		if (gpu->sinks[i].ops->flush)
 			gpu->sinks[i].ops->flush(gpu->sinks[i].data, scanout_id, damage, now);

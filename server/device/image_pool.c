@@ -38,20 +38,13 @@
  * display reads its pixels from the new image.
  */
 #include <string.h>
-#include <time.h>
+
+#include <vshm/loop.h>
 
 #include "gpu-internal.h"
 
 /* At most this often the whole table is swept for idle spares. */
 #define SWEEP_NS (1000ull * 1000 * 1000)
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void spare_free(struct vgs_gpu *gpu, struct vgs_resource *res, unsigned i)
 {
@@ -222,7 +215,7 @@ bool vgs_pool_prepare_write(struct vgs_gpu *gpu, struct vgs_resource *res, const
 {
 	struct vgs_image_pool *p = &res->pool;
 	struct vgs_image *cur = res->image, *next;
-	uint64_t now = mono_ns();
+	uint64_t now = vshm_now_ns();
 	int pick;
 
 	sweep(gpu, now);
@@ -289,7 +282,7 @@ static bool prefault_pending(struct vgs_gpu *gpu, uint64_t slice)
 
 void vgs_pool_idle(struct vgs_gpu *gpu)
 {
-	uint64_t now = mono_ns();
+	uint64_t now = vshm_now_ns();
 	uint64_t slice = gpu->defer ? PREFAULT_SLICE : UINT64_MAX;
 
 	sweep(gpu, now);
