@@ -805,6 +805,63 @@ TEST(unanswered_edid_does_not_steal_next_reply)
 	fx_finish(&f);
 }
 
+/*
+ * Replies from QEMU are VMM bytes: a short GET_DISPLAY_INFO, an EDID whose
+ * size field exceeds its payload, a request QEMU should never send and a
+ * reply nobody asked for are each refused or ignored; the socket stays up
+ * and the next well-formed reply is taken.
+ */
+TEST(malformed_replies_from_qemu)
+{
+	struct fx f;
+	struct answer a = { 0 }, b = { 0 }, c = { 0 };
+	struct peer_msg m;
+	struct vgs_qemu_display_stats st;
+	struct vhost_user_gpu_resp_edid e;
+	uint8_t junk[16] = { 0 };
+
+	fx_init(&f);
+	fx_handshake(&f, VHOST_USER_GPU_PROTOCOL_F_EDID);
+	/* Noise first: a request from QEMU and an unsolicited reply. */
+	peer_send(&f, VHOST_USER_GPU_UPDATE, 0, junk, sizeof(junk));
+	peer_send(&f, VHOST_USER_GPU_DMABUF_UPDATE, VHOST_USER_GPU_MSG_FLAG_REPLY, NULL, 0);
+
+	/* A GET_DISPLAY_INFO reply shorter than the structure. */
+	CHECK_OK(f.sink->ops->get_display_info(f.sink->data, info_cb, &a));
+	peer_expect(&f, &m, VHOST_USER_GPU_GET_DISPLAY_INFO, 0);
+	free(m.payload);
+	peer_send(&f, VHOST_USER_GPU_GET_DISPLAY_INFO, VHOST_USER_GPU_MSG_FLAG_REPLY, junk,
+	          sizeof(junk));
+	wait_calls(&f, &a, 1, 500);
+	CHECK_EQ(a.calls, 1);
+	CHECK(!a.ok);
+
+	/* An EDID reply claiming more bytes than it carries. */
+	CHECK_OK(f.sink->ops->get_edid(f.sink->data, 0, edid_cb, &b));
+	peer_expect(&f, &m, VHOST_USER_GPU_GET_EDID, 4);
+	free(m.payload);
+	memset(&e, 0, sizeof(e));
+	e.hdr.type = VHOST_USER_GPU_RESP_OK_EDID;
+	e.size = 256;
+	peer_send(&f, VHOST_USER_GPU_GET_EDID, VHOST_USER_GPU_MSG_FLAG_REPLY, &e,
+	          (uint32_t)offsetof(struct vhost_user_gpu_resp_edid, edid) + 128);
+	wait_calls(&f, &b, 1, 500);
+	CHECK_EQ(b.calls, 1);
+	CHECK(!b.ok);
+
+	/* Still connected: the next well-formed reply is delivered. */
+	CHECK_OK(f.sink->ops->get_display_info(f.sink->data, info_cb, &c));
+	peer_expect(&f, &m, VHOST_USER_GPU_GET_DISPLAY_INFO, 0);
+	free(m.payload);
+	peer_reply_info(&f, 1024);
+	wait_calls(&f, &c, 1, 500);
+	CHECK(c.ok);
+	CHECK_EQ(c.modes[0].width, 1024);
+	vgs_qemu_display_get_stats(f.d, &st);
+	CHECK_EQ(st.disconnects, 0);
+	fx_finish(&f);
+}
+
 TEST(destroy_with_pending_state)
 {
 	struct fx f;
