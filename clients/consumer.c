@@ -728,6 +728,14 @@ static int on_cursor(struct vsc *c, const uint8_t *p, uint32_t size)
 		b = buf_find(c, cu.buffer_id);
 		if (!b)
 			return bad(c, "CURSOR with unknown buffer %u", cu.buffer_id);
+		/*
+		 * Section 7.10: a cursor shape is ARGB8888. Callers read it as
+		 * 4-byte pixels (vsc_cursor_info has no format), and a buffer of
+		 * another or unknown format was only checked at its own size.
+		 */
+		if (b->fourcc != VSC_FMT_ARGB8888)
+			return bad(c, "CURSOR buffer %u is not ARGB8888 (fourcc %#x)", cu.buffer_id,
+			           b->fourcc);
 		/* hot_x/hot_y come from the guest unchecked by the spec: not validated. */
 	}
 	c->cursor.scanout_id = cu.scanout_id;

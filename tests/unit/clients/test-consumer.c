@@ -580,6 +580,7 @@ enum bad_kind {
 	BAD_DESTROY_UNKNOWN,
 	BAD_DESTROY_SHOWN,
 	BAD_CURSOR_UNKNOWN_BUFFER,
+	BAD_CURSOR_NOT_ARGB,
 	BAD_RELEASE_FROM_DAEMON,
 	BAD_KIND_COUNT,
 };
@@ -764,6 +765,21 @@ static void send_bad(struct pair *p, struct fk_shm *shm, enum bad_kind k)
 	case BAD_CURSOR_UNKNOWN_BUFFER: {
 		struct vshm_display_cursor cu = { 0, 42, 0, 0, 0, 0, 1, 0 };
 		fk_send(p->d, VSHM_DISPLAY_CURSOR, 0, &cu, sizeof(cu), NULL, 0);
+		break;
+	}
+	case BAD_CURSOR_NOT_ARGB: {
+		/*
+		 * Found by fuzz-vsc-msg: an unknown-format 64x64 buffer at offset 1
+		 * fits at its own size but not as 4-byte pixels; as a cursor the
+		 * caller would read one byte past the mapping.
+		 */
+		struct fk_shm s2;
+		struct vshm_display_cursor cu = { 0, 9, 0, 0, 0, 0, 1, 0 };
+
+		fk_shm_new(&s2, 64, 64, 256, 1, 0x34005241u, true);
+		fk_send_shm_buffer(p->d, &s2, 9);
+		fk_send(p->d, VSHM_DISPLAY_CURSOR, 0, &cu, sizeof(cu), NULL, 0);
+		fk_shm_free(&s2);
 		break;
 	}
 	case BAD_RELEASE_FROM_DAEMON: {
